@@ -1,0 +1,112 @@
+"""Load and validate instances from JSONL, parquet or a Hugging Face dataset name.
+
+Every error is one line naming the file, the line (or row) and the field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from daggerlm.errors import InputError
+from daggerlm.instances.schema import Instance
+from daggerlm.io import atomic_write_jsonl
+
+HUB_DATASETS = {"princeton-nlp/SWE-bench_Verified", "princeton-nlp/SWE-bench_Lite", "princeton-nlp/SWE-bench",
+                "SWE-Gym/SWE-Gym", "SWE-bench/SWE-bench_Verified"}
+
+
+def _first_error(where: str, err: ValidationError) -> InputError:
+    e = err.errors()[0]
+    field = ".".join(str(p) for p in e["loc"]) or "<record>"
+    kind = "missing required field" if e["type"] == "missing" else e["msg"]
+    return InputError(f"{where}: field '{field}': {kind}")
+
+
+def parse_instance(record: object, where: str) -> Instance:
+    if not isinstance(record, dict):
+        raise InputError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    try:
+        return Instance.model_validate(record)
+    except ValidationError as err:
+        raise _first_error(where, err) from None
+
+
+def _check_unique(instances: list[Instance], source: str) -> list[Instance]:
+    seen: set[str] = set()
+    for inst in instances:
+        if inst.instance_id in seen:
+            raise InputError(f"{source}: duplicate instance_id '{inst.instance_id}'")
+        seen.add(inst.instance_id)
+    return instances
+
+
+def load_jsonl(path: Path) -> list[Instance]:
+    out = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+            out.append(parse_instance(record, f"{path}:{lineno}"))
+    return _check_unique(out, str(path))
+
+
+def load_parquet(path: Path) -> list[Instance]:
+    import pandas as pd
+
+    frame = pd.read_parquet(path)
+    records = frame.to_dict(orient="records")
+    out = [parse_instance(_plain(r), f"{path}: row {i}") for i, r in enumerate(records)]
+    return _check_unique(out, str(path))
+
+
+def _plain(record: dict) -> dict:
+    """Parquet gives numpy arrays for list columns; pydantic wants lists."""
+    return {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in record.items()}
+
+
+def load_hub(name: str, split: str = "test") -> list[Instance]:
+    """A Hugging Face dataset by name; needs a reachable hub or a local datasets cache."""
+    try:
+        import datasets
+
+        rows = datasets.load_dataset(name, split=split)
+    except Exception as e:  # offline, unknown name, no such split
+        raise InputError(f"dataset '{name}' (split '{split}'): cannot load from the hub or cache: {e}") from None
+    source = "swe-gym" if "gym" in name.lower() else "swebench"
+    out = []
+    for i, r in enumerate(rows):
+        r = dict(r)
+        r.setdefault("source", source)
+        out.append(parse_instance(r, f"{name}[{split}]: row {i}"))
+    return _check_unique(out, name)
+
+
+def load_instances(spec: str | Path, split: str = "test") -> list[Instance]:
+    """Load instances from a `.jsonl`/`.json` file, a `.parquet` file, or a hub dataset name."""
+    path = Path(spec)
+    if path.suffix in {".jsonl", ".json"}:
+        if not path.is_file():
+            raise InputError(f"{path}: instances file not found")
+        return load_jsonl(path)
+    if path.suffix == ".parquet":
+        if not path.is_file():
+            raise InputError(f"{path}: instances file not found")
+        return load_parquet(path)
+    if path.exists():
+        raise InputError(f"{path}: unsupported instances file; expected .jsonl, .json or .parquet")
+    if str(spec).count("/") == 1:
+        return load_hub(str(spec), split)
+    raise InputError(f"{spec}: not a file and not a dataset name (expected owner/name, e.g. {sorted(HUB_DATASETS)[0]})")
+
+
+def write_instances(path: str | Path, instances: Iterable[Instance]) -> Path:
+    """Atomically write instances as JSONL."""
+    return atomic_write_jsonl(path, (i.model_dump(mode="json", exclude_none=True) for i in instances))

@@ -1,0 +1,226 @@
+"""The local sandbox: one git worktree per episode, agent commands in Linux namespaces.
+
+Each command runs under `unshare` in fresh network, mount and PID namespaces: no network (only a
+downed loopback), every mount read-only except the episode directory, every process killed when
+the command ends or times out, output capped. It implements mini-swe-agent's `Environment`
+protocol, so mini-swe-agent's agent loop drives it unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from minisweagent.exceptions import Submitted
+
+from daggerlm.config import RuntimeConfig
+from daggerlm.errors import InputError
+from daggerlm.instances.schema import Instance
+from daggerlm.runtime.git import commit_files, git
+
+SUBMIT_MARKER = "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
+
+# Runs as the namespace's first process: make every mount read-only, then the episode directory writable.
+_PRELUDE = r"""
+mount --make-rprivate / || exit 250
+while read -r _ _ _ _ mp _; do mount -o remount,bind,ro "$(printf '%b' "$mp")" 2>/dev/null; done < /proc/self/mountinfo
+mount --bind "$1" "$1" && mount -o remount,bind,rw "$1" || exit 251
+ulimit -v "$3" -f "$4"
+cd "$2" || exit 252
+exec bash -c "$5"
+"""
+_UNSHARE = ["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc"]
+_SNAPSHOT = r"""
+idx="$HOME/.daggerlm-index"; cp .git/index "$idx" 2>/dev/null
+GIT_INDEX_FILE="$idx" git add -A >/dev/null 2>&1
+git rev-parse HEAD; GIT_INDEX_FILE="$idx" git diff --cached --binary "$BASE_COMMIT"; rc=$?; rm -f "$idx"; exit $rc
+"""
+
+
+class UnsafeSandboxError(RuntimeError):
+    pass
+
+
+def _unshare_argv() -> list[str]:
+    return _UNSHARE + ([] if os.geteuid() == 0 else ["--map-root-user"])
+
+
+@cache
+def isolation_problem() -> str | None:
+    """Why namespaces cannot be used here, or None when they can."""
+    if shutil.which("unshare") is None:
+        return "the `unshare` command (util-linux) is not installed"
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            r = subprocess.run([*_unshare_argv(), "bash", "-c", _PRELUDE, "probe", tmp, tmp, "unlimited",
+                                "unlimited", "true"], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return f"unshare failed: {e}"
+    return None if r.returncode == 0 else f"unshare failed (exit {r.returncode}): {r.stderr.strip()[:300]}"
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+class _CappedReader(threading.Thread):
+    """Drains a pipe, keeping the first and last `cap/2` bytes and counting the rest."""
+
+    def __init__(self, stream, cap: int):
+        super().__init__(daemon=True)
+        self.stream, self.half = stream, cap // 2
+        self.head, self.tail, self.total = bytearray(), bytearray(), 0
+
+    def run(self) -> None:
+        while chunk := self.stream.read1(65536):
+            self.total += len(chunk)
+            room = self.half - len(self.head)
+            if room > 0:
+                self.head += chunk[:room]
+                chunk = chunk[room:]
+            if chunk:
+                self.tail = (self.tail + chunk)[-self.half:]
+
+    def text(self) -> str:
+        dropped = self.total - len(self.head) - len(self.tail)
+        middle = f"\n[... {dropped} bytes of output truncated ...]\n" if dropped > 0 else ""
+        return (bytes(self.head).decode(errors="replace") + middle + bytes(self.tail).decode(errors="replace"))
+
+
+class LocalSandbox:
+    """An episode's environment: its own repository copy, removed on exit."""
+
+    def __init__(self, instance: Instance, config: RuntimeConfig | None = None):
+        if not instance.runnable_locally:
+            raise InputError(f"instance {instance.instance_id}: no repo_files or repo_snapshot; it cannot run locally")
+        self.instance, self.config = instance, config or RuntimeConfig()
+        self.isolated = isolation_problem() is None
+        if not self.isolated and not self.config.allow_unsandboxed:
+            raise UnsafeSandboxError(
+                f"cannot isolate agent commands: {isolation_problem()}. Refusing to run untrusted commands with "
+                "network and host filesystem access; set runtime.allow_unsandboxed: true to run them anyway (unsafe).")
+        self.root: Path | None = None
+        self.n_commands = 0
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> LocalSandbox:
+        self.root = Path(tempfile.mkdtemp(prefix="daggerlm-ep-", dir=self.config.workdir))
+        try:
+            self._materialize()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.root is not None and self.root.exists():
+            subprocess.run(["chmod", "-R", "u+rwX", str(self.root)], capture_output=True)
+            shutil.rmtree(self.root, ignore_errors=True)
+        self.root = None
+
+    @property
+    def repo(self) -> Path:
+        assert self.root is not None, "sandbox not entered"
+        return self.root / "repo"
+
+    def _materialize(self) -> None:
+        inst = self.instance
+        home = self.root / "home"
+        (home / "tmp").mkdir(parents=True)
+        (self.root / "bin").mkdir()
+        python = self.config.python or sys.executable
+        wrapper = self.root / "bin" / "python"
+        wrapper.write_text(f'#!/bin/sh\nexec "{python}" "$@"\n')
+        wrapper.chmod(0o555)
+        if inst.repo_files is not None:
+            commit = commit_files(self.repo, inst.repo_files)
+            if commit != inst.base_commit:
+                raise InputError(f"instance {inst.instance_id}: repo_files commit to {commit[:12]}, "
+                                 f"not base_commit {inst.base_commit[:12]}")
+        else:
+            git(Path("."), "clone", "-q", "--no-checkout", str(inst.repo_snapshot), str(self.repo))
+            git(self.repo, "checkout", "-q", inst.base_commit)
+
+    def _env(self) -> dict[str, str]:
+        """A clean environment: nothing of the host's (no API keys) reaches agent commands."""
+        home = str(self.root / "home")
+        return {
+            "PATH": f"{self.root / 'bin'}:/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": f"{home}/tmp",
+            "LANG": "C.UTF-8", "TERM": "dumb", "PAGER": "cat", "GIT_PAGER": "cat", "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTEST_ADDOPTS": "-p no:cacheprovider", "BASE_COMMIT": self.instance.base_commit,
+            "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "agent", "GIT_AUTHOR_EMAIL": "agent@localhost",
+            "GIT_COMMITTER_NAME": "agent", "GIT_COMMITTER_EMAIL": "agent@localhost",
+        }
+
+    # --- running commands ------------------------------------------------------------------
+    def run(self, command: str, timeout: float | None = None) -> dict[str, Any]:
+        """Run one bash command in the sandbox; never raises for the command's own failures."""
+        timeout = timeout or self.config.timeout_s
+        kb = lambda mb: str(mb * 1024)  # noqa: E731
+        if self.isolated:
+            argv = [*_unshare_argv(), "bash", "-c", _PRELUDE, "daggerlm-sandbox", str(self.root), str(self.repo),
+                    kb(self.config.memory_mb), kb(self.config.max_file_mb), command]
+        else:
+            argv = ["bash", "-c", command]
+        start = time.monotonic()
+        proc = subprocess.Popen(argv, cwd=self.repo, env=self._env(), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        reader = _CappedReader(proc.stdout, self.config.max_output_bytes)
+        reader.start()
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_tree(proc)
+            proc.wait()
+        reader.join(timeout=5)
+        self.n_commands += 1
+        out = {"output": reader.text(), "returncode": proc.returncode, "exception_info": "",
+               "extra": {"duration_s": round(time.monotonic() - start, 4), "output_bytes": reader.total}}
+        if timed_out:
+            out["returncode"] = -1
+            out["exception_info"] = f"The command timed out after {timeout:g} seconds and was killed."
+            out["extra"]["timed_out"] = True
+        return out
+
+    def snapshot(self) -> dict[str, str]:
+        """The environment state, small enough to store per turn: HEAD and the diff from base_commit."""
+        r = self.run(_SNAPSHOT)
+        head, _, diff = r["output"].partition("\n")
+        if r["returncode"] != 0:
+            return {"head": "", "diff": "", "error": r["output"][-500:]}
+        return {"head": head.strip(), "diff": diff}
+
+    # --- mini-swe-agent Environment protocol -----------------------------------------------
+    def execute(self, action: dict, cwd: str = "", *, timeout: float | None = None) -> dict[str, Any]:
+        command = action.get("command", "")
+        output = self.run(command, timeout)
+        lines = output["output"].lstrip().splitlines()
+        if lines and lines[0].strip() == SUBMIT_MARKER and output["returncode"] == 0:
+            patch = self.snapshot()["diff"]
+            raise Submitted({"role": "exit", "content": patch,
+                             "extra": {"exit_status": "Submitted", "submission": patch}})
+        return output
+
+    def get_template_vars(self, **kwargs) -> dict[str, Any]:
+        return {"cwd": str(self.repo) if self.root else "", **kwargs}
+
+    def serialize(self) -> dict:
+        return {"info": {"config": {"environment": self.config.model_dump(mode="json"),
+                                    "environment_type": f"{type(self).__module__}.{type(self).__name__}"}}}
