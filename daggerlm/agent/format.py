@@ -1,0 +1,36 @@
+"""The text protocol between the scaffold and a policy: one fenced bash block per response.
+
+Text-based (not tool calls) so that tiny models trained from scratch can play.
+"""
+
+from __future__ import annotations
+
+import re
+
+ACTION_REGEX = r"```bash\s*\n(.*?)\n```"
+_ACTION = re.compile(ACTION_REGEX, re.DOTALL)
+_RETURNCODE = re.compile(r"<returncode>(-?\d+)</returncode>")
+
+
+def render_response(thought: str, command: str) -> str:
+    return f"THOUGHT: {thought}\n\n```bash\n{command}\n```"
+
+
+def extract_action(text: str) -> str | None:
+    """The response's command, or None unless it holds exactly one fenced bash block."""
+    actions = _ACTION.findall(text or "")
+    return actions[0].strip() if len(actions) == 1 else None
+
+
+def observation_returncode(observation: str) -> int | None:
+    m = _RETURNCODE.search(observation or "")
+    return int(m.group(1)) if m else None
+
+
+def turns_of(messages: list[dict[str, str]]) -> list[tuple[str, str]]:
+    """(action, observation) pairs of a history, after the system and task messages."""
+    out = []
+    for i in range(2, len(messages) - 1):
+        if messages[i]["role"] == "assistant" and messages[i + 1]["role"] == "user":
+            out.append((extract_action(messages[i]["content"]) or "", messages[i + 1]["content"] or ""))
+    return out

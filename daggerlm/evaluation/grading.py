@@ -1,0 +1,57 @@
+"""Grade a patch by running FAIL_TO_PASS and PASS_TO_PASS in a fresh sandbox.
+
+The evaluation mirrors SWE-bench's eval script (apply the model patch, reset the test files the
+test patch touches, apply the test patch, run the tests) and the verdict comes from swebench's own
+code: `parse_log_pytest` reads the log, `get_eval_tests_report` and `get_resolution_status` decide.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from swebench.harness.constants import FAIL_TO_PASS, PASS_TO_PASS, ResolvedStatus
+from swebench.harness.grading import get_eval_tests_report, get_resolution_status
+from swebench.harness.log_parsers.python import parse_log_pytest
+
+from daggerlm.config import RuntimeConfig
+from daggerlm.instances.schema import Instance
+from daggerlm.runtime.sandbox import LocalSandbox
+
+APPLY_FAIL = "DAGGERLM_APPLY_PATCH_FAIL"
+_PATCHED_FILE = re.compile(r"^diff --git a/\S+ b/(\S+)$", re.M)
+
+
+def eval_script(instance: Instance) -> str:
+    """The bash script that applies both patches and runs the instance's tests with `-rA` output."""
+    test_files = _PATCHED_FILE.findall(instance.test_patch)
+    run_files = sorted({t.split("::")[0] for t in instance.FAIL_TO_PASS + instance.PASS_TO_PASS})
+    lines = [
+        f'if [ -s "$HOME/model.patch" ]; then git apply "$HOME/model.patch" || {{ echo {APPLY_FAIL}; exit 3; }}; fi',
+    ]
+    if test_files:
+        files = " ".join(shlex.quote(f) for f in test_files)
+        lines += [f"for f in {files}; do git checkout -q {instance.base_commit} -- \"$f\" 2>/dev/null || rm -f \"$f\"; done",
+                  f'git apply "$HOME/test.patch" || {{ echo {APPLY_FAIL}; exit 3; }}']
+    lines.append(f"python -m pytest -rA -q -p no:cacheprovider {' '.join(shlex.quote(f) for f in run_files)}")
+    return "\n".join(lines)
+
+
+def grade(instance: Instance, patch: str, runtime: RuntimeConfig | None = None) -> dict:
+    """Report for one patch: `resolved`, whether it applied, and the per-test outcome."""
+    runtime = (runtime or RuntimeConfig()).model_copy(update={"timeout_s": max(120.0, (runtime or RuntimeConfig()).timeout_s)})
+    with LocalSandbox(instance, runtime) as box:
+        (box.root / "home" / "model.patch").write_text(patch or "")
+        (box.root / "home" / "test.patch").write_text(instance.test_patch or "")
+        result = box.run(eval_script(instance))
+    log = result["output"]
+    report = {"instance_id": instance.instance_id, "patch_exists": bool(patch and patch.strip()),
+              "patch_successfully_applied": APPLY_FAIL not in log, "resolved": False, "tests_status": None}
+    if not report["patch_successfully_applied"] or result.get("extra", {}).get("timed_out"):
+        report["error"] = "timeout" if result.get("extra", {}).get("timed_out") else "patch did not apply"
+        return report
+    status_map = parse_log_pytest(log, None)
+    tests = get_eval_tests_report(status_map, {FAIL_TO_PASS: instance.FAIL_TO_PASS, PASS_TO_PASS: instance.PASS_TO_PASS})
+    report["tests_status"] = tests
+    report["resolved"] = bool(status_map) and get_resolution_status(tests) == ResolvedStatus.FULL.value
+    return report

@@ -1,0 +1,54 @@
+"""The policy protocol shared by teachers and students, and the registry that names them.
+
+A policy maps states to completions, in batches: a state is (instance, message history,
+environment snapshot), which is everything needed to label it again later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from daggerlm.errors import InputError
+from daggerlm.instances.schema import Instance
+
+
+@dataclass
+class PolicyRequest:
+    instance: Instance
+    messages: list[dict[str, str]]
+    """The linear history so far (role/content), starting with the system and task messages."""
+    snapshot: dict[str, str]
+    """Environment state at this point: `head` and `diff` (from base_commit) of the worktree."""
+
+
+@dataclass
+class Completion:
+    text: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    """What makes the completion auditable: response id, usage, finish reason, sampling parameters."""
+
+
+class Policy(Protocol):
+    identity: str
+    """Names the policy and its sampling parameters; part of every label-cache key."""
+
+    def complete(self, requests: list[PolicyRequest]) -> list[Completion]: ...
+
+
+POLICIES: dict[str, Callable[..., Policy]] = {}
+
+
+def register(kind: str):
+    def deco(factory):
+        POLICIES[kind] = factory
+        return factory
+
+    return deco
+
+
+def make_policy(kind: str, **kwargs: Any) -> Policy:
+    if kind not in POLICIES:
+        raise InputError(f"unknown policy kind '{kind}'; expected one of {sorted(POLICIES)}")
+    return POLICIES[kind](**kwargs)

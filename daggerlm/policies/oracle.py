@@ -1,0 +1,162 @@
+"""The oracle teacher: a scripted privileged expert.
+
+It sees the gold patch and the environment snapshot and returns the right next action from any
+state, including states a bad student made. It is a pure function of (instance, message history,
+snapshot), so any recorded state can be labeled after the fact. The procedure:
+
+    worktree differs from base and from base+gold  -> undo the changes
+    tests never run                                 -> run the tests
+    buggy code never seen                           -> show the buggy function
+    worktree at base                                -> apply the fix
+    worktree at base+gold, last test run not green  -> run the tests
+    otherwise                                       -> submit
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import PurePosixPath
+
+from unidiff import PatchSet
+
+from daggerlm.agent.format import observation_returncode, render_response, turns_of
+from daggerlm.instances.schema import Instance
+from daggerlm.policies.base import Completion, PolicyRequest, register
+from daggerlm.runtime.sandbox import SUBMIT_MARKER
+
+_DIFF_HEADER = re.compile(r"^diff --git a/(.*) b/(.*)$")
+_DEF = re.compile(r"^\s*(?:async\s+)?def\s+(\w+)\s*\(")
+
+
+def normalize_diff(diff: str) -> str:
+    """A diff without its `index` lines and trailing blank lines, so equal changes compare equal."""
+    return "\n".join(line for line in diff.strip().splitlines() if not line.startswith("index "))
+
+
+@dataclass(frozen=True)
+class GoldFix:
+    """What the oracle knows about the gold patch."""
+
+    file: str
+    line: int | None
+    """Line number of the single line to rewrite, when the patch is a one-line change."""
+    old: str
+    new: str
+    function: str | None
+    def_line: int | None
+
+
+@cache
+def gold_fix(patch: str) -> GoldFix:
+    hunks = [(pf, h) for pf in PatchSet(patch) for h in pf]
+    pf, hunk = hunks[0]
+    removed = [ln for ln in hunk if ln.is_removed]
+    added = [ln for ln in hunk if ln.is_added]
+    function = def_line = None
+    for ln in hunk:
+        if ln.is_added:
+            continue
+        if removed and ln.source_line_no and ln.source_line_no >= removed[0].source_line_no:
+            break
+        if m := _DEF.match(ln.value):
+            function, def_line = m.group(1), ln.source_line_no
+    one_line = len(hunks) == 1 and len(removed) == 1 and len(added) == 1
+    new = added[0].value.rstrip("\n") if added else ""
+    if one_line and ("'" in new or "\\" in new):
+        one_line = False  # not expressible in a single-quoted sed script
+    return GoldFix(file=pf.path, line=removed[0].source_line_no if one_line else None,
+                   old=removed[0].value.strip() if removed else "", new=new, function=function, def_line=def_line)
+
+
+def changed_paths(diff: str) -> tuple[list[str], list[str]]:
+    """(tracked paths to restore, untracked paths to delete) of a `git diff` from base."""
+    restore, delete = [], []
+    blocks = re.split(r"(?m)^(?=diff --git )", diff)
+    for block in blocks:
+        lines = block.splitlines()
+        if not lines or not (m := _DIFF_HEADER.match(lines[0])):
+            continue
+        a, b = m.groups()
+        if any(ln.startswith("new file mode") for ln in lines[1:6]):
+            delete.append(b)
+        elif any(ln.startswith("rename from") for ln in lines[1:6]):
+            restore.append(a)
+            delete.append(b)
+        else:
+            restore.append(a)
+    return restore, delete
+
+
+def _quote(path: str) -> str:
+    return path if re.fullmatch(r"[\w./-]+", path) else "'" + path.replace("'", "'\\''") + "'"
+
+
+class Oracle:
+    """Privileged scripted expert; deterministic, so its identity needs no sampling parameters."""
+
+    identity = "oracle/v1"
+
+    def complete(self, requests: list[PolicyRequest]) -> list[Completion]:
+        return [Completion(self.decide(r.instance, r.messages, r.snapshot), {"policy": self.identity})
+                for r in requests]
+
+    # --- commands ----------------------------------------------------------------------------
+    @staticmethod
+    def test_command(inst: Instance) -> str:
+        files = sorted({t.split("::")[0] for t in inst.FAIL_TO_PASS if "::" in t})
+        dirs = sorted({str(PurePosixPath(f).parent) for f in files})
+        target = dirs[0] if len(dirs) == 1 else " ".join(files)
+        return f"python -m pytest -q {target}".rstrip()
+
+    @staticmethod
+    def locate_command(fix: GoldFix) -> str:
+        if fix.function and fix.def_line and fix.line:
+            top = PurePosixPath(fix.file).parts[0] if len(PurePosixPath(fix.file).parts) > 1 else fix.file
+            return f'grep -rn -A {fix.line - fix.def_line} "def {fix.function}(" {_quote(top)}'
+        first = max(1, (fix.line or 1) - 5)
+        return f"nl -ba {_quote(fix.file)} | sed -n '{first},{first + 15}p'"
+
+    @staticmethod
+    def fix_command(inst: Instance, fix: GoldFix) -> str:
+        if fix.line is not None:
+            return f"sed -i '{fix.line}c\\{fix.new}' {_quote(fix.file)}"
+        return f"git apply - <<'DAGGERLM_PATCH'\n{inst.patch.rstrip()}\nDAGGERLM_PATCH"
+
+    @staticmethod
+    def revert_command(inst: Instance, snapshot: dict[str, str]) -> str:
+        restore, delete = changed_paths(snapshot.get("diff", ""))
+        parts = []
+        if snapshot.get("head") and snapshot["head"] != inst.base_commit:
+            parts.append(f"git reset -q --hard {inst.base_commit}")
+        elif restore:
+            parts.append("git checkout -- " + " ".join(_quote(p) for p in restore))
+        if delete:
+            parts.append("rm -f " + " ".join(_quote(p) for p in delete))
+        return " && ".join(parts) or f"git reset -q --hard {inst.base_commit}"
+
+    # --- the policy ---------------------------------------------------------------------------
+    def decide(self, inst: Instance, messages: list[dict[str, str]], snapshot: dict[str, str]) -> str:
+        fix = gold_fix(inst.patch)
+        diff, gold = normalize_diff(snapshot.get("diff", "")), normalize_diff(inst.patch)
+        turns = turns_of(messages)
+        test_cmd = self.test_command(inst)
+        if diff not in ("", gold):
+            return render_response("Some changes broke the code. Undo them.", self.revert_command(inst, snapshot))
+        if diff == gold:
+            action, observation = turns[-1] if turns else ("", "")
+            if "pytest" in action and observation_returncode(observation) == 0:
+                return render_response("The tests pass. Submit.", f"echo {SUBMIT_MARKER}")
+            return render_response("Run the tests to check the fix.", test_cmd)
+        if not any("pytest" in action for action, _ in turns):
+            return render_response("Run the tests to see what fails.", test_cmd)
+        locate = self.locate_command(fix)
+        if not any(action == locate or (fix.old and fix.old in obs) for action, obs in turns):
+            return render_response(f"Find the code of {fix.function or fix.file}.", locate)
+        return render_response(f"Fix the bug in {fix.function or fix.file}.", self.fix_command(inst, fix))
+
+
+@register("oracle")
+def make_oracle() -> Oracle:
+    return Oracle()
