@@ -34,6 +34,9 @@ class RuntimeConfig(Section):
     """Parent directory of episode directories (default: the system temporary directory)."""
     python: str | None = None
     """Interpreter that `python` means inside the sandbox (default: the one running daggerlm)."""
+    env: dict[str, str] = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    """Extra environment of agent commands. The default keeps the pytest plugins of daggerlm's own
+    dependencies out of the task repositories' test runs (and makes each run ~4x faster)."""
     allow_unsandboxed: bool = False
     """Run agent commands without network and filesystem isolation when namespaces are unavailable. Unsafe."""
 

@@ -32,7 +32,10 @@ SUBMIT_MARKER = "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
 # Runs as the namespace's first process: make every mount read-only, then the episode directory writable.
 _PRELUDE = r"""
 mount --make-rprivate / || exit 250
-while read -r _ _ _ _ mp _; do mount -o remount,bind,ro "$(printf '%b' "$mp")" 2>/dev/null; done < /proc/self/mountinfo
+while read -r _ _ _ _ mp _; do
+  case "$mp" in *\\*) mp=$(printf '%b' "$mp");; esac
+  mount -o remount,bind,ro "$mp" 2>/dev/null
+done < /proc/self/mountinfo
 mount --bind "$1" "$1" && mount -o remount,bind,rw "$1" || exit 251
 ulimit -v "$3" -f "$4"
 cd "$2" || exit 252
@@ -164,7 +167,7 @@ class LocalSandbox:
             "LANG": "C.UTF-8", "TERM": "dumb", "PAGER": "cat", "GIT_PAGER": "cat", "PYTHONDONTWRITEBYTECODE": "1",
             "PYTEST_ADDOPTS": "-p no:cacheprovider", "BASE_COMMIT": self.instance.base_commit,
             "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "agent", "GIT_AUTHOR_EMAIL": "agent@localhost",
-            "GIT_COMMITTER_NAME": "agent", "GIT_COMMITTER_EMAIL": "agent@localhost",
+            "GIT_COMMITTER_NAME": "agent", "GIT_COMMITTER_EMAIL": "agent@localhost", **self.config.env,
         }
 
     # --- running commands ------------------------------------------------------------------

@@ -1,0 +1,59 @@
+"""Test-only policies: a seeded source of wrong actions, to make states a bad student would make."""
+
+from __future__ import annotations
+
+import random
+
+from daggerlm.agent.format import render_response
+from daggerlm.instances.schema import Instance
+from daggerlm.policies.base import Completion, PolicyRequest
+
+
+def wrong_actions(inst: Instance) -> list[str]:
+    """Plausible mistakes in this repository: random edits, deletions, a wrong sed, a committed bad edit."""
+    sources = sorted(p for p in inst.repo_files if p.endswith(".py") and not p.startswith("tests/")
+                     and not p.endswith("__init__.py"))
+    tests = sorted(p for p in inst.repo_files if p.startswith("tests/"))
+    src, test = sources[0], tests[0]
+    return [
+        f"sed -i '5s/.*/    return None/' {src}",
+        f"sed -i '6c\\    return 0' {sources[-1]}",
+        f"rm {src}",
+        f"rm {test}",
+        f"echo 'oops(' >> {sources[-1]}",
+        "echo notes > NOTES.txt",
+        f"sed -i 's/return/return -/' {src}",
+        f"sed -i '1d' {test}",
+        f"echo 'x = 1' >> {src} && git add -A && git commit -qm wip",
+        f"mv {src} {src}.bak",
+        "ls -R",
+        f"cat {src}",
+    ]
+
+
+class WrongActionPolicy:
+    """Picks a random mistake each turn (never submits); seeded per instance and turn."""
+
+    identity = "wrong-actions/v1"
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def complete(self, requests: list[PolicyRequest]) -> list[Completion]:
+        out = []
+        for r in requests:
+            rng = random.Random(f"{self.seed}|{r.instance.instance_id}|{len(r.messages)}")
+            out.append(Completion(render_response("Try something.", rng.choice(wrong_actions(r.instance)))))
+        return out
+
+
+class ScriptedPolicy:
+    """Answers with fixed responses in order (for scaffold tests)."""
+
+    identity = "scripted/v1"
+
+    def __init__(self, responses: list[str]):
+        self.responses = list(responses)
+
+    def complete(self, requests: list[PolicyRequest]) -> list[Completion]:
+        return [Completion(self.responses.pop(0)) for _ in requests]

@@ -1,0 +1,77 @@
+"""The oracle solves clean instances in 4-10 turns and recovers from states a bad student made."""
+
+import random
+import subprocess
+import sys
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+from daggerlm.agent.scaffold import run_episode
+from daggerlm.config import AgentConfig, RuntimeConfig
+from daggerlm.evaluation import grade
+from daggerlm.instances.synthetic import generate
+from daggerlm.policies import make_policy
+from daggerlm.policies.oracle import Oracle, changed_paths, gold_fix
+from tests.conftest import REPO
+from tests.helpers import WrongActionPolicy
+
+
+def test_cli_oracle_on_50_unseen_eval_instances(tmp_path):
+    seed = random.SystemRandom().randrange(10**6, 10**9)  # a seed no one has run before
+    r = subprocess.run([sys.executable, "-m", "daggerlm.cli", "run", "--seed", str(seed), "--out", str(tmp_path),
+                        "--params", str(REPO / "params.yaml"), "--set", f"runtime.workdir={tmp_path}"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["n_instances"] == 50, seed
+    assert metrics["resolve_rate"] == 1.0, f"seed {seed}: {metrics}"
+    assert 4 <= metrics["min_turns"] and metrics["max_turns"] <= 10, f"seed {seed}: {metrics}"
+    predictions = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert len(predictions) == 50 and set(predictions[0]) == {"instance_id", "model_name_or_path", "model_patch"}
+
+
+def _recover(args):
+    inst, state_seed, runtime = args
+    rng = random.Random(state_seed)
+    n_wrong = rng.randint(1, 3)
+    wrong_turns = set(rng.sample(range(n_wrong + 3), n_wrong))  # mistakes interleaved with expert turns
+    schedule = lambda t: "student" if t in wrong_turns else "teacher"  # noqa: E731
+    traj = run_episode(inst, {"teacher": make_policy("oracle"), "student": WrongActionPolicy(state_seed)}, schedule,
+                       runtime=runtime, agent=AgentConfig(step_limit=20))
+    return traj, grade(inst, traj.patch, runtime)
+
+
+def test_oracle_recovers_from_200_perturbed_states(tmp_path):
+    runtime = RuntimeConfig(workdir=str(tmp_path))
+    instances = generate(50, "train", seed=2024)
+    jobs = [(instances[i % 50], i, runtime) for i in range(200)]
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(_recover, jobs))
+    perturbed = [t for t, _ in outcomes if any(turn.actor == "student" for turn in t.turns)]
+    assert len(perturbed) == 200
+    damaged = sum(any(turn.actor == "student" and turn.snapshot != t.turns[turn.index + 1].snapshot
+                      for turn in t.turns[:-1]) for t in perturbed)
+    assert damaged >= 120, "the perturbations should usually change the worktree"
+    resolved = sum(report["resolved"] for _, report in outcomes)
+    failures = [(t.instance_id, [x.action for x in t.turns]) for (t, rep) in outcomes if not rep["resolved"]]
+    assert resolved >= 198, failures[:3]
+
+
+def test_oracle_undoes_wrong_edits_from_a_snapshot(eval_instances):
+    inst = eval_instances[0]
+    fix = gold_fix(inst.patch)
+    bad_diff = inst.patch.replace(f"+{fix.new}", f"+{fix.new} + 1")
+    restore, delete = changed_paths(bad_diff)
+    assert restore == [fix.file] and delete == []
+    msg = Oracle().decide(inst, [], {"head": inst.base_commit, "diff": bad_diff})
+    assert f"git checkout -- {fix.file}" in msg
+
+
+def test_oracle_is_a_function_of_the_state(eval_instances):
+    inst = eval_instances[2]
+    oracle = Oracle()
+    clean = {"head": inst.base_commit, "diff": ""}
+    assert "pytest" in oracle.decide(inst, [], clean)
+    assert oracle.decide(inst, [], clean) == oracle.decide(inst, [], dict(clean))
+    fixed = {"head": inst.base_commit, "diff": inst.patch}
+    assert "pytest" in oracle.decide(inst, [], fixed)
