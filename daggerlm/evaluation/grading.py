@@ -50,8 +50,11 @@ def grade(instance: Instance, patch: str, runtime: RuntimeConfig | None = None) 
     if not report["patch_successfully_applied"] or result.get("extra", {}).get("timed_out"):
         report["error"] = "timeout" if result.get("extra", {}).get("timed_out") else "patch did not apply"
         return report
-    status_map = parse_log_pytest(log, None)
-    tests = get_eval_tests_report(status_map, {FAIL_TO_PASS: instance.FAIL_TO_PASS, PASS_TO_PASS: instance.PASS_TO_PASS})
-    report["tests_status"] = tests
-    report["resolved"] = bool(status_map) and get_resolution_status(tests) == ResolvedStatus.FULL.value
+    report["resolved"], report["tests_status"] = verdict(instance, parse_log_pytest(log, None))
     return report
+
+
+def verdict(instance: Instance, status_map: dict[str, str]) -> tuple[bool, dict]:
+    """swebench's decision from a test-status map; a run where no test ran never counts as resolved."""
+    tests = get_eval_tests_report(status_map, {FAIL_TO_PASS: instance.FAIL_TO_PASS, PASS_TO_PASS: instance.PASS_TO_PASS})
+    return bool(status_map) and get_resolution_status(tests) == ResolvedStatus.FULL.value, tests

@@ -66,3 +66,14 @@ def test_extract_action():
     assert extract_action(render_response("t", "ls -la")) == "ls -la"
     assert extract_action("```bash\nls\n```\n```bash\npwd\n```") is None
     assert extract_action("plain text") is None
+
+
+def test_a_command_that_times_out_does_not_end_the_episode(eval_instances, tmp_path):
+    from daggerlm.config import RuntimeConfig
+
+    traj = _run(eval_instances[0], [render_response("wait", "sleep 1000"), render_response("next", "echo alive"),
+                                    render_response("done", "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT")],
+                RuntimeConfig(timeout_s=1, workdir=str(tmp_path)))
+    assert traj.exit_status == "Submitted" and traj.n_turns == 3
+    assert traj.turns[0].timed_out and traj.turns[0].returncode == -1 and "timed out" in traj.turns[0].observation
+    assert "alive" in traj.turns[1].observation

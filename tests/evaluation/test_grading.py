@@ -119,3 +119,46 @@ def test_metrics_count_statuses_and_format_errors():
     assert m["resolve_rate"] == 1 / 3 and m["mean_turns"] == 6
     assert m["format_error_rate"] == 5 / 18
     assert m["exit_statuses"] == {"Submitted": 1, "LimitsExceeded": 1, "RepeatedFormatError": 1}
+
+
+def test_verdict_agrees_with_official_swebench_reports(swebench_sample):
+    """The official reports of five real rollouts: our verdict from their test statuses matches theirs."""
+    from daggerlm.evaluation.grading import verdict
+    from daggerlm.instances import load_instances
+
+    instances = {i.instance_id: i for i in load_instances(swebench_sample)}
+    rollouts = swebench_sample.parent / "swebench_verified_rollouts_qwen3_30b.jsonl"
+    checked = 0
+    for line in rollouts.read_text().splitlines():
+        meta = json.loads(line)["metadata"]
+        official = meta["eval_report"][meta["instance_id"]]
+        status = {t: "PASSED" for k in (FAIL_TO_PASS, PASS_TO_PASS) for t in official["tests_status"][k]["success"]}
+        status |= {t: "FAILED" for k in (FAIL_TO_PASS, PASS_TO_PASS) for t in official["tests_status"][k]["failure"]}
+        resolved, tests = verdict(instances[meta["instance_id"]], status)
+        assert resolved == official["resolved"], meta["instance_id"]
+        for k in (FAIL_TO_PASS, PASS_TO_PASS):
+            assert sorted(tests[k]["failure"]) == sorted(official["tests_status"][k]["failure"])
+        checked += 1
+    assert checked == 5
+
+
+def test_grading_agrees_with_itself_and_the_cli(eval_instances, runtime, tmp_path):
+    import subprocess
+    import sys
+
+    from daggerlm.instances import write_instances
+
+    inst = eval_instances[5]
+    first, second = grade(inst, inst.patch, runtime), grade(inst, inst.patch, runtime)
+    assert first == second and first["resolved"]
+    write_instances(tmp_path / "inst.jsonl", [inst])
+    (tmp_path / "preds.jsonl").write_text(
+        json.dumps({"instance_id": inst.instance_id, "model_name_or_path": "gold", "model_patch": inst.patch}) + "\n"
+        + json.dumps({"instance_id": inst.instance_id, "model_name_or_path": "empty", "model_patch": ""}) + "\n")
+    r = subprocess.run([sys.executable, "-m", "daggerlm.cli", "grade", "--instances", str(tmp_path / "inst.jsonl"),
+                        "--predictions", str(tmp_path / "preds.jsonl"), "--out", str(tmp_path / "reports.jsonl")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    reports = [json.loads(line) for line in (tmp_path / "reports.jsonl").read_text().splitlines()]
+    assert [x["resolved"] for x in reports] == [True, False]
+    assert reports[0] == first
