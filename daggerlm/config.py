@@ -81,8 +81,6 @@ def _describe(err: ValidationError, source: str) -> str:
     key = ".".join(str(p) for p in e["loc"])
     if e["type"] == "extra_forbidden":
         return f"{source}: unknown key '{key}'"
-    if e["type"] == "literal_error":
-        return f"{source}: {key}: {e['msg']} (got {e['input']!r})"
     return f"{source}: {key}: {e['msg']} (got {e['input']!r})"
 
 
