@@ -1,10 +1,11 @@
-"""The `daggerlm` command line: one command per stage.
+"""The `daggerlm` command line: one command per stage (what dvc.yaml calls), plus the whole loop.
 
-    daggerlm run                                   # the main job on params.yaml (oracle on the eval split)
-    daggerlm instances synth --n 50 --split eval --seed 7 --out data/instances/eval.jsonl
-    daggerlm instances validate FILE_OR_DATASET
-    daggerlm instances show FILE_OR_DATASET --index 0
-    daggerlm evaluate --instances data/instances/eval.jsonl --out runs/eval
+    daggerlm run                        # the main job: every stage of every iteration in params.yaml
+    daggerlm instances make             # stage: synthetic train/eval splits of params.yaml
+    daggerlm init-model                 # stage: the tiny student, built locally
+    daggerlm rollout -i K | label -i K | aggregate -i K | train -i K | evaluate -i K
+    daggerlm oracle --seed 7            # the oracle on a synthetic eval split (a sanity check)
+    daggerlm instances synth|validate|show ...
     daggerlm grade --instances FILE --predictions predictions.jsonl --out reports.jsonl
 """
 
@@ -101,23 +102,90 @@ def _metrics_table(title: str, metrics: dict) -> Table:
     return table
 
 
+IterOpt = Annotated[int, typer.Option("--iteration", "-i", min=0, help="DAgger iteration K.")]
+
+
+def _print_stats(title: str, stats: dict) -> None:
+    Console().print(_metrics_table(title, stats))
+
+
+@instances_app.command("make")
+def instances_make(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Stage: write the synthetic train and eval splits of params.yaml under data/instances/."""
+    from daggerlm.dagger import stages
+
+    print(json.dumps(stages.stage_instances(_params(params, set_))))
+
+
+@app.command("init-model")
+def init_model_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Stage: build the tiny student (tokenizer trained locally, random weights) at student.model."""
+    from daggerlm.dagger import stages
+
+    print(json.dumps(stages.stage_init_model(_params(params, set_))))
+
+
+@app.command("rollout")
+def rollout_cmd(iteration: IterOpt, params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Stage: roll out checkpoint K on the train split with β-mixing."""
+    from daggerlm.dagger import stages
+
+    _print_stats(f"rollout {iteration}", stages.stage_rollout(_params(params, set_), iteration))
+
+
+@app.command("label")
+def label_cmd(iteration: IterOpt, params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Stage: label every state visited in iteration K (batched, through the label cache)."""
+    from daggerlm.dagger import stages
+
+    _print_stats(f"label {iteration}", stages.stage_label(_params(params, set_), iteration))
+
+
+@app.command("aggregate")
+def aggregate_cmd(iteration: IterOpt, params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Stage: aggregate K = aggregate K-1 ∪ labels K, de-duplicated by state hash."""
+    from daggerlm.dagger import stages
+
+    _print_stats(f"aggregate {iteration}", stages.stage_aggregate(_params(params, set_), iteration))
+
+
+@app.command("train")
+def train_cmd(iteration: IterOpt, params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Stage: fine-tune on aggregate K (TRL SFT) into checkpoint K+1."""
+    from daggerlm.dagger import stages
+
+    meta = stages.stage_train(_params(params, set_), iteration)
+    _print_stats(f"train {iteration}", {k: v for k, v in meta.items() if k != "config"})
+
+
 @app.command("evaluate")
 def evaluate_cmd(
-    instances: Annotated[str, typer.Option(help="Instances file or dataset name.")],
-    out: Annotated[Path, typer.Option(help="Output directory.")],
+    iteration: Annotated[Optional[int], typer.Option("--iteration", "-i", min=0,
+                                                     help="Stage: evaluate checkpoint K+1 on the eval split.")] = None,
+    instances: Annotated[Optional[str], typer.Option(help="Or: any instances file / dataset name ...")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="... evaluated by evaluation.policy into this directory.")] = None,
     params: ParamsOpt = Path("params.yaml"),
     set_: SetOpt = None,
 ) -> None:
-    """Run the evaluation policy on instances and grade it: predictions.jsonl, metrics.json."""
+    """Evaluate a policy and grade it: predictions.jsonl, metrics.json, results/."""
+    from daggerlm.dagger import stages
     from daggerlm.evaluation import evaluate
     from daggerlm.instances import load_instances
     from daggerlm.policies import make_policy
 
     p = _params(params, set_)
-    items = load_instances(instances)
-    metrics = evaluate(items, make_policy(p.evaluation.policy), out, runtime=p.runtime, agent=p.agent,
-                       workers=p.evaluation.workers, model_name=p.evaluation.model_name)
-    Console().print(_metrics_table(f"{p.evaluation.policy} on {instances}", metrics))
+    if iteration is not None:
+        _print_stats(f"evaluate {iteration}", stages.stage_evaluate(p, iteration))
+        return
+    if instances is None or out is None:
+        raise InputError("evaluate: give --iteration K, or both --instances and --out")
+    if p.evaluation.policy == "oracle":
+        policy = make_policy("oracle")
+    else:
+        policy = make_policy(p.student.kind, **p.student.policy_kwargs(stages.checkpoint(p, 0)))
+    metrics = evaluate(load_instances(instances), policy, out, runtime=p.runtime, agent=p.agent,
+                       concurrency=p.evaluation.concurrency, model_name=policy.identity, seed=p.seed)
+    _print_stats(f"{policy.identity} on {instances}", metrics)
 
 
 @app.command("grade")
@@ -151,28 +219,44 @@ def grade_cmd(
     print(json.dumps({"graded": len(reports), "resolved": sum(r["resolved"] for r in reports)}))
 
 
-@app.command("run")
-def run_cmd(
+@app.command("oracle")
+def oracle_cmd(
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic eval split.")] = 0,
+    n: Annotated[int, typer.Option(min=1, help="Number of eval instances.")] = 50,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/oracle"),
     params: ParamsOpt = Path("params.yaml"),
     set_: SetOpt = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of the synthetic eval split (overrides params).")] = None,
-    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/main"),
 ) -> None:
-    """The main job: generate the synthetic eval split and evaluate the oracle on it."""
+    """The oracle teacher on a synthetic eval split: every instance should resolve in 4-10 turns."""
     from daggerlm.evaluation import evaluate
     from daggerlm.instances import write_instances
     from daggerlm.instances.synthetic import generate
     from daggerlm.policies import make_policy
 
-    p = _params(params, set_, {"evaluation.instances.seed": seed} if seed is not None else None)
-    spec = p.evaluation.instances
-    items = generate(spec.n, spec.split, spec.seed, spec.modules_per_repo, spec.functions_per_module)
+    p = _params(params, set_)
+    items = generate(n, "eval", seed, p.instances.modules_per_repo, p.instances.functions_per_module)
     write_instances(out / "instances.jsonl", items)
-    metrics = evaluate(items, make_policy(p.evaluation.policy), out, runtime=p.runtime, agent=p.agent,
-                       workers=p.evaluation.workers, model_name=p.evaluation.model_name)
-    Console().print(_metrics_table(f"{p.evaluation.policy} on {spec.n} synthetic {spec.split} instances "
-                                   f"(seed {spec.seed})", metrics))
+    metrics = evaluate(items, make_policy("oracle"), out, runtime=p.runtime, agent=p.agent,
+                       concurrency=p.evaluation.concurrency, model_name="oracle")
+    _print_stats(f"oracle on {n} synthetic eval instances (seed {seed})", metrics)
     console.print(f"results in {out}/ (metrics.json, predictions.jsonl, results/)")
+
+
+@app.command("run")
+def run_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """The main job: every DAgger iteration of params.yaml; prints and saves the per-iteration table."""
+    from daggerlm.dagger import stages
+    from daggerlm.dagger.loop import COLUMNS, run_dagger
+
+    p = _params(params, set_)
+    rows = run_dagger(p, log=lambda msg: console.print(msg, highlight=False))
+    table = Table(title="DAgger iterations")
+    for c in COLUMNS:
+        table.add_column(c, justify="right")
+    for r in rows:
+        table.add_row(*(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in COLUMNS))
+    Console().print(table)
+    console.print(f"table saved to {stages.layout(p).root}/summary.md and summary.json")
 
 
 def main() -> None:

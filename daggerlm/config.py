@@ -12,7 +12,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from daggerlm.dagger.schedules import BetaSchedule
 from daggerlm.errors import InputError
+from daggerlm.policies.sampling import Sampling
+from daggerlm.training.config import TinyModelConfig, TrainConfig
 
 
 class Section(BaseModel):
@@ -50,37 +53,92 @@ class AgentConfig(Section):
     """Characters of command output shown to the model (head and tail of it)."""
 
 
-class SyntheticConfig(Section):
-    n: int = Field(50, ge=1)
+class SplitConfig(Section):
+    n: int = Field(16, ge=1)
     """Number of instances."""
-    split: Literal["train", "eval"] = "eval"
     seed: int = 0
+    """Generator seed (the splits are disjoint whatever the seeds)."""
+
+
+class InstancesConfig(Section):
+    train: SplitConfig = SplitConfig()
+    """The instances rolled out in every iteration (the same ones each time, as in the paper)."""
+    eval: SplitConfig = SplitConfig()
+    """The held-out instances the student is evaluated on after every iteration."""
     modules_per_repo: int = Field(2, ge=1, le=6)
     functions_per_module: int = Field(3, ge=1, le=5)
 
 
+class StudentConfig(Section):
+    kind: Literal["hf"] = "hf"
+    model: str = "data/checkpoints/iter_0"
+    """Initial student: a model directory or hub id. With `build_tiny`, init-model writes it here."""
+    build_tiny: bool = True
+    """Build a tiny random-weight model with a locally trained tokenizer at `model` (init-model stage)."""
+    tiny: TinyModelConfig = TinyModelConfig()
+    sampling: Sampling = Sampling()
+    max_prompt_tokens: int = Field(2048, ge=64)
+    """Longer prompts keep their last tokens."""
+    device: str = "cpu"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+    def policy_kwargs(self, model: str) -> dict:
+        return {"model": model, "sampling": self.sampling, "max_prompt_tokens": self.max_prompt_tokens,
+                "device": self.device, "dtype": self.dtype}
+
+
+class TeacherConfig(Section):
+    kind: Literal["oracle"] = "oracle"
+    """Who labels states: `oracle` (privileged scripted expert)."""
+
+
+class DaggerConfig(Section):
+    iterations: int = Field(2, ge=1)
+    beta: BetaSchedule = BetaSchedule()
+    rollin_turns: int | None = Field(None, ge=0)
+    """AggreVaTe-style roll-in: the student acts for the first κ turns, then the teacher (replaces the coin)."""
+    concurrency: int = Field(8, ge=1)
+    """Episodes run at once; the student generates for all of them in one batch per turn."""
+    label_cache: str = ".daggerlm/label_cache"
+    """Directory of the content-addressed teacher-label cache (shared by all iterations)."""
+
+
 class EvalConfig(Section):
-    instances: SyntheticConfig = SyntheticConfig()
-    policy: Literal["oracle"] = "oracle"
-    """Policy that acts in the evaluation episodes."""
-    workers: int = Field(2, ge=1)
-    """Episodes run concurrently."""
-    model_name: str = "oracle"
-    """`model_name_or_path` written to predictions.jsonl."""
+    policy: Literal["student", "oracle"] = "student"
+    """Who acts in evaluation episodes: the iteration's trained student, or the oracle (a sanity check)."""
+    concurrency: int = Field(8, ge=1)
 
 
 class Params(Section):
     seed: int = 0
+    data: str = "data"
+    """Root of every stage output (instances/, rollouts/iter_K/, labels/, aggregated/, checkpoints/, eval/)."""
+    instances: InstancesConfig = InstancesConfig()
+    student: StudentConfig = StudentConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    dagger: DaggerConfig = DaggerConfig()
+    train: TrainConfig = TrainConfig()
+    evaluation: EvalConfig = EvalConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     agent: AgentConfig = AgentConfig()
-    evaluation: EvalConfig = EvalConfig()
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    model: type[BaseModel] = Params
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return []
+        model = field.annotation
+    return sorted(model.model_fields)
 
 
 def _describe(err: ValidationError, source: str) -> str:
     e = err.errors()[0]
     key = ".".join(str(p) for p in e["loc"])
     if e["type"] == "extra_forbidden":
-        return f"{source}: unknown key '{key}'"
+        allowed = _allowed_keys(e["loc"])
+        return f"{source}: unknown key '{key}'" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
     return f"{source}: {key}: {e['msg']} (got {e['input']!r})"
 
 

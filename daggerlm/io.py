@@ -47,3 +47,33 @@ def stable_hash(obj: Any, length: int = 16) -> str:
     """Hash of a JSON-serialisable object, independent of dict order."""
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def turn_seed(*parts: object) -> int:
+    """A 63-bit seed from any parts (run seed, iteration, instance id, turn, ...)."""
+    digest = hashlib.sha256("|".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+class ResultStore:
+    """One JSON file per finished item, tagged with the key of what made it.
+
+    A stage writes each item as soon as it is done; a re-run reuses items whose key matches and
+    recomputes the rest, so an interrupted stage resumes where it stopped.
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def path(self, name: str) -> Path:
+        return self.root / f"{name.replace('/', '__')}.json"
+
+    def get(self, name: str, key: str) -> Any | None:
+        path = self.path(name)
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text())
+        return data["value"] if data.get("key") == key else None
+
+    def put(self, name: str, key: str, value: Any) -> None:
+        atomic_write_json(self.path(name), {"key": key, "value": value})

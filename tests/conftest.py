@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may come from a hub
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 from daggerlm.config import AgentConfig, RuntimeConfig
 from daggerlm.instances.synthetic import generate
@@ -33,3 +38,34 @@ def runtime(tmp_path) -> RuntimeConfig:
 @pytest.fixture()
 def agent_config() -> AgentConfig:
     return AgentConfig()
+
+
+TINY = {"vocab_size": 512, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 4096,
+        "corpus_instances": 30, "corpus_episodes": 2}
+
+
+def tiny_params(tmp_path: Path, **overrides):
+    """Params of a small but complete run: a tiny model, few instances, fast training."""
+    from daggerlm.config import load_params
+
+    base = {
+        "data": str(tmp_path / "data"), "student.model": str(tmp_path / "data" / "checkpoints" / "iter_0"),
+        "student.tiny": TINY, "student.sampling": {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 32},
+        "instances.train": {"n": 4, "seed": 1}, "instances.eval": {"n": 2, "seed": 1},
+        "dagger.label_cache": str(tmp_path / "label_cache"), "dagger.concurrency": 4,
+        "train.sft": {"num_train_epochs": 2, "learning_rate": 0.003, "per_device_train_batch_size": 8,
+                      "max_length": 2048, "logging_steps": 50, "disable_tqdm": True},
+        "runtime.workdir": str(tmp_path), "agent.step_limit": 8, "evaluation.concurrency": 2,
+    }
+    return load_params(None, {**base, **overrides})
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    from daggerlm.dagger.stages import stage_init_model
+
+    root = tmp_path_factory.mktemp("tiny")
+    p = tiny_params(root)
+    stage_init_model(p)
+    return Path(p.student.model)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+SUBMIT_MARKER = "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
 ACTION_REGEX = r"```bash\s*\n(.*?)\n```"
 _ACTION = re.compile(ACTION_REGEX, re.DOTALL)
 _RETURNCODE = re.compile(r"<returncode>(-?\d+)</returncode>")

@@ -25,6 +25,7 @@ from minisweagent.models.utils.actions_text import format_observation_messages, 
 from daggerlm.agent.format import ACTION_REGEX
 from daggerlm.agent.trajectory import Actor, Trajectory, Turn
 from daggerlm.config import AgentConfig
+from daggerlm.io import turn_seed
 from daggerlm.instances.schema import Instance
 from daggerlm.policies.base import Policy, PolicyRequest
 from daggerlm.runtime.sandbox import LocalSandbox
@@ -51,17 +52,20 @@ def first_messages(instance: Instance) -> list[dict[str, str]]:
 class ActorModel:
     """mini-swe-agent `Model`: each turn, the scheduled actor's policy answers from the full state."""
 
-    def __init__(self, instance: Instance, policies: dict[Actor, Policy], schedule: ActorSchedule):
+    def __init__(self, instance: Instance, policies: dict[Actor, Policy], schedule: ActorSchedule,
+                 request_seed: Callable[[int], int] | None = None):
         self.instance, self.policies, self.schedule = instance, policies, schedule
+        self.request_seed = request_seed or (lambda turn: turn)
         self.config = templates()
         self.turn = 0
 
     def query(self, messages: list[dict], snapshot: dict[str, str] | None = None, **kwargs) -> dict:
         actor = self.schedule(self.turn)
+        request = PolicyRequest(self.instance, [{"role": m["role"], "content": m["content"]} for m in messages],
+                                snapshot or {}, seed=self.request_seed(self.turn))
         self.turn += 1
-        plain = [{"role": m["role"], "content": m["content"]} for m in messages]
         start = time.monotonic()
-        completion = self.policies[actor].complete([PolicyRequest(self.instance, plain, snapshot or {})])[0]
+        completion = self.policies[actor].complete([request])[0]
         extra = {"actor": actor, "meta": completion.meta, "policy_s": time.monotonic() - start}
         try:
             actions = parse_regex_actions(completion.text, action_regex=ACTION_REGEX,
@@ -138,8 +142,10 @@ def run_episode(instance: Instance, policies: dict[Actor, Policy], schedule: Act
     trajectory = Trajectory(instance_id=instance.instance_id, iteration=iteration, beta=beta, seed=seed,
                             policies={a: p.identity for a, p in policies.items()})
     start = time.monotonic()
+    model = ActorModel(instance, policies, schedule,
+                       request_seed=lambda turn: turn_seed(seed, iteration, instance.instance_id, turn, "sample"))
     with LocalSandbox(instance, runtime) as env:
-        episode = EpisodeAgent(ActorModel(instance, policies, schedule), env, agent, trajectory)
+        episode = EpisodeAgent(model, env, agent, trajectory)
         result = episode.run(task=instance.problem_statement)
         if result.get("exit_status") != "Submitted":
             result["submission"] = env.snapshot()["diff"]  # what the agent left is still graded

@@ -1,42 +1,36 @@
 """Evaluate a policy on instances: run episodes, grade the final patches, write the results.
 
 Outputs in `out_dir` (each written atomically):
-- `results/<instance_id>.json`: trajectory + grading report, one per instance, written as soon as the
-  episode is graded; a re-run skips instances whose result was made under the same run key, so an
-  interrupted evaluation resumes;
+- `results/<instance_id>.json`: trajectory + grading report, written as soon as the episode is
+  graded; a re-run reuses results made under the same key, so an interrupted evaluation resumes;
 - `predictions.jsonl` (swebench format), `metrics.json`.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from statistics import mean
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from daggerlm.agent.runner import run_in_waves
 from daggerlm.agent.scaffold import run_episode
 from daggerlm.agent.trajectory import Trajectory
 from daggerlm.config import AgentConfig, RuntimeConfig
 from daggerlm.evaluation.grading import grade
 from daggerlm.instances.schema import Instance
-from daggerlm.io import atomic_write_json, atomic_write_jsonl, stable_hash
+from daggerlm.io import ResultStore, atomic_write_json, atomic_write_jsonl, stable_hash
 from daggerlm.policies.base import Policy
+from daggerlm.policies.batching import LockstepBatcher
 
 METRICS_FORMAT = "daggerlm.metrics/1"
-RESULT_FORMAT = "daggerlm.eval_result/1"
 
 
-def _safe_name(instance_id: str) -> str:
-    return instance_id.replace("/", "__")
-
-
-def evaluate_instance(instance: Instance, policy: Policy, runtime: RuntimeConfig, agent: AgentConfig) -> dict:
-    trajectory = run_episode(instance, {"student": policy}, lambda t: "student", runtime=runtime, agent=agent)
-    return {"trajectory": trajectory.model_dump(mode="json"), "report": grade(instance, trajectory.patch, runtime)}
+def progress_bar(label: str) -> Progress:
+    return Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("{task.fields[info]}"))
 
 
 def compute_metrics(results: Sequence[dict]) -> dict:
@@ -61,40 +55,35 @@ def compute_metrics(results: Sequence[dict]) -> dict:
 
 
 def evaluate(instances: Sequence[Instance], policy: Policy, out_dir: str | Path, *, runtime: RuntimeConfig,
-             agent: AgentConfig, workers: int = 1, model_name: str = "daggerlm",
+             agent: AgentConfig, concurrency: int = 1, model_name: str = "daggerlm", seed: int = 0,
              on_result: Callable[[dict], None] | None = None) -> dict:
     """Run, grade and record every instance; returns the metrics (also in `out_dir/metrics.json`)."""
     out = Path(out_dir)
-    results_dir = out / "results"
+    store = ResultStore(out / "results")
     run_key = stable_hash({"policy": policy.identity, "runtime": runtime.model_dump(exclude={"workdir"}),
-                           "agent": agent.model_dump()})
-    results: dict[str, dict] = {}
-    todo = []
-    for inst in instances:
-        path = results_dir / f"{_safe_name(inst.instance_id)}.json"
-        key = stable_hash({"run": run_key, "instance": inst.model_dump(mode="json")})
-        cached = json.loads(path.read_text()) if path.is_file() else None
-        if cached and cached.get("key") == key:
-            results[inst.instance_id] = cached
-        else:
-            todo.append((inst, path, key))
+                           "agent": agent.model_dump(), "seed": seed})
+    keys = {i.instance_id: stable_hash({"run": run_key, "instance": i.model_dump(mode="json")}) for i in instances}
+    results = {i.instance_id: r for i in instances if (r := store.get(i.instance_id, keys[i.instance_id])) is not None}
+    todo = [i for i in instances if i.instance_id not in results]
+    batcher = LockstepBatcher(policy)
 
-    columns = (TextColumn("[bold]evaluate"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("resolved {task.fields[resolved]}"))
-    with Progress(*columns, transient=False) as progress:
-        bar = progress.add_task("episodes", total=len(instances), completed=len(results),
-                                resolved=sum(r["report"]["resolved"] for r in results.values()))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(evaluate_instance, inst, policy, runtime, agent): (inst, path, key)
-                       for inst, path, key in todo}
-            for future in as_completed(futures):
-                inst, path, key = futures[future]
-                result = {"format": RESULT_FORMAT, "key": key, **future.result()}
-                atomic_write_json(path, result)
-                results[inst.instance_id] = result
-                if on_result:
-                    on_result(result)
-                progress.update(bar, advance=1, resolved=sum(r["report"]["resolved"] for r in results.values()))
+    def episode(inst: Instance) -> dict:
+        trajectory = run_episode(inst, {"student": batcher}, lambda t: "student", runtime=runtime, agent=agent,
+                                 seed=seed)
+        return {"trajectory": trajectory.model_dump(mode="json"), "report": grade(inst, trajectory.patch, runtime)}
+
+    with progress_bar("evaluate") as progress:
+        resolved = lambda: f"resolved {sum(r['report']['resolved'] for r in results.values())}"  # noqa: E731
+        bar = progress.add_task("", total=len(instances), completed=len(results), info=resolved())
+
+        def done(inst: Instance, result: dict) -> None:
+            store.put(inst.instance_id, keys[inst.instance_id], result)
+            results[inst.instance_id] = result
+            if on_result:
+                on_result(result)
+            progress.update(bar, advance=1, info=resolved())
+
+        run_in_waves(todo, episode, concurrency, [batcher], on_done=done)
 
     ordered = [results[i.instance_id] for i in instances]
     atomic_write_jsonl(out / "predictions.jsonl", (

@@ -1,6 +1,14 @@
 """Students and teachers behind one protocol; `make_policy(kind)` picks one by name."""
 
 from daggerlm.policies import oracle as _oracle  # noqa: F401  (registers "oracle")
-from daggerlm.policies.base import POLICIES, Completion, Policy, PolicyRequest, make_policy
+from daggerlm.policies.base import POLICIES, Completion, Policy, PolicyRequest, make_policy, register
+
+
+@register("hf")
+def _make_hf(**kwargs):
+    """Imported on use: torch and transformers are slow to import and the oracle needs neither."""
+    from daggerlm.policies.hf import HFPolicy
+
+    return HFPolicy(**kwargs)
 
 __all__ = ["POLICIES", "Completion", "Policy", "PolicyRequest", "make_policy"]

@@ -21,6 +21,9 @@ class PolicyRequest:
     """The linear history so far (role/content), starting with the system and task messages."""
     snapshot: dict[str, str]
     """Environment state at this point: `head` and `diff` (from base_commit) of the worktree."""
+    seed: int | None = None
+    """Sampling seed of this request (from run seed, iteration, instance and turn), so sampled
+    policies give the same answer to the same request whatever else is in the batch."""
 
 
 @dataclass

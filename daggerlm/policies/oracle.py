@@ -21,10 +21,9 @@ from pathlib import PurePosixPath
 
 from unidiff import PatchSet
 
-from daggerlm.agent.format import observation_returncode, render_response, turns_of
+from daggerlm.agent.format import SUBMIT_MARKER, observation_returncode, render_response, turns_of
 from daggerlm.instances.schema import Instance
 from daggerlm.policies.base import Completion, PolicyRequest, register
-from daggerlm.runtime.sandbox import SUBMIT_MARKER
 
 _DIFF_HEADER = re.compile(r"^diff --git a/(.*) b/(.*)$")
 _DEF = re.compile(r"^\s*(?:async\s+)?def\s+(\w+)\s*\(")

@@ -22,12 +22,11 @@ from typing import Any
 
 from minisweagent.exceptions import Submitted
 
+from daggerlm.agent.format import SUBMIT_MARKER
 from daggerlm.config import RuntimeConfig
 from daggerlm.errors import InputError
 from daggerlm.instances.schema import Instance
 from daggerlm.runtime.git import commit_files, git
-
-SUBMIT_MARKER = "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
 
 # Runs as the namespace's first process: make every mount read-only, then the episode directory writable.
 _PRELUDE = r"""

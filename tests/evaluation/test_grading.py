@@ -91,7 +91,7 @@ def test_evaluate_writes_predictions_metrics_and_resumes(eval_instances, runtime
     out = tmp_path / "eval"
     items = eval_instances[:3]
     seen = []
-    metrics = evaluate(items, make_policy("oracle"), out, runtime=runtime, agent=AgentConfig(), workers=2,
+    metrics = evaluate(items, make_policy("oracle"), out, runtime=runtime, agent=AgentConfig(), concurrency=2,
                        model_name="oracle", on_result=seen.append)
     assert metrics["resolve_rate"] == 1.0 and metrics["exit_statuses"] == {"Submitted": 3}
     assert metrics["mean_turns"] == 5 and metrics["format_error_rate"] == 0.0
@@ -102,7 +102,7 @@ def test_evaluate_writes_predictions_metrics_and_resumes(eval_instances, runtime
     assert len(seen) == 3
     # a re-run finds every result and runs nothing
     seen.clear()
-    again = evaluate(items, make_policy("oracle"), out, runtime=runtime, agent=AgentConfig(), workers=2,
+    again = evaluate(items, make_policy("oracle"), out, runtime=runtime, agent=AgentConfig(), concurrency=2,
                      model_name="oracle", on_result=seen.append)
     assert again == metrics and seen == []
 

@@ -18,7 +18,7 @@ from tests.helpers import WrongActionPolicy
 
 def test_cli_oracle_on_50_unseen_eval_instances(tmp_path):
     seed = random.SystemRandom().randrange(10**6, 10**9)  # a seed no one has run before
-    r = subprocess.run([sys.executable, "-m", "daggerlm.cli", "run", "--seed", str(seed), "--out", str(tmp_path),
+    r = subprocess.run([sys.executable, "-m", "daggerlm.cli", "oracle", "--seed", str(seed), "--out", str(tmp_path),
                         "--params", str(REPO / "params.yaml"), "--set", f"runtime.workdir={tmp_path}"],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -1,0 +1,1 @@
+"""DAgger: β schedules, turn-level mixing, rollouts, relabeling, aggregation, the loop."""

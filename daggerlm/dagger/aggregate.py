@@ -1,0 +1,59 @@
+"""Aggregate K = aggregate K−1 ∪ labels K, de-duplicated by state hash (first label kept).
+
+Stored in TRL's conversational prompt–completion format (parquet), with counts per iteration and
+per actor. The aggregate's hash is over its content, so it names the data a checkpoint was trained on.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+
+from daggerlm.errors import InputError
+from daggerlm.io import atomic_write_bytes, stable_hash
+
+
+def write_parquet(path: str | Path, frame: pd.DataFrame) -> None:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_parquet(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: not found (run the stage that writes it first)")
+    return pd.read_parquet(path)
+
+
+def _plain(value):
+    """Parquet gives numpy arrays for list columns; make them lists again (for hashing)."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def content_hash(frame: pd.DataFrame) -> str:
+    return stable_hash([(h, _plain(c)) for h, c in zip(frame["state_hash"], frame["completion"])], length=32)
+
+
+def aggregate(previous: str | Path | None, labels: str | Path, out: str | Path) -> dict:
+    new = read_parquet(labels)
+    old = read_parquet(previous) if previous else new.iloc[0:0]
+    merged = pd.concat([old, new], ignore_index=True).drop_duplicates("state_hash", keep="first")
+    merged = merged.reset_index(drop=True)
+    write_parquet(out, merged)
+    return {
+        "examples": len(merged),
+        "new_examples": len(merged) - len(old),
+        "duplicates_dropped": len(old) + len(new) - len(merged),
+        "per_iteration": {str(k): int(v) for k, v in merged["iteration"].value_counts().sort_index().items()},
+        "per_actor": {str(k): int(v) for k, v in merged["actor"].value_counts().sort_index().items()},
+        "hash": content_hash(merged),
+    }

@@ -1,0 +1,81 @@
+"""Collect one iteration's rollouts with turn-level mixing.
+
+Every turn a seeded coin (or the roll-in rule) picks the actor. Teacher turns go through the label
+cache, so the teacher's action is also that state's label; student turns are labeled later, in the
+batched labeling stage. Each finished episode is written at once (resume after a crash).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from daggerlm.agent.runner import run_in_waves
+from daggerlm.agent.scaffold import run_episode
+from daggerlm.agent.trajectory import Trajectory
+from daggerlm.config import AgentConfig, RuntimeConfig
+from daggerlm.dagger.label_cache import CachedTeacher
+from daggerlm.dagger.schedules import coin_schedule
+from daggerlm.evaluation.evaluate import progress_bar
+from daggerlm.instances.schema import Instance
+from daggerlm.io import ResultStore, atomic_write_json, atomic_write_jsonl, stable_hash
+from daggerlm.policies.base import Policy
+from daggerlm.policies.batching import LockstepBatcher
+
+
+def collect_rollouts(instances: Sequence[Instance], student: Policy, teacher: CachedTeacher, out_dir: str | Path, *,
+                     iteration: int, beta: float, seed: int, runtime: RuntimeConfig, agent: AgentConfig,
+                     concurrency: int = 8, rollin_turns: int | None = None) -> dict:
+    """Run one episode per instance; write `episodes/`, `trajectories.jsonl` and `stats.json` to `out_dir`."""
+    out = Path(out_dir)
+    store = ResultStore(out / "episodes")
+    run_key = stable_hash({"student": student.identity, "teacher": teacher.identity, "iteration": iteration,
+                           "beta": beta, "seed": seed, "rollin": rollin_turns, "agent": agent.model_dump(),
+                           "runtime": runtime.model_dump(exclude={"workdir"})})
+    keys = {i.instance_id: stable_hash({"run": run_key, "instance": i.model_dump(mode="json")}) for i in instances}
+    done: dict[str, Trajectory] = {}
+    for inst in instances:
+        if (cached := store.get(inst.instance_id, keys[inst.instance_id])) is not None:
+            done[inst.instance_id] = Trajectory.model_validate(cached)
+    resumed = len(done)
+    batcher = LockstepBatcher(student)
+
+    def episode(inst: Instance) -> Trajectory:
+        schedule = coin_schedule(seed, iteration, inst.instance_id, beta, rollin_turns)
+        return run_episode(inst, {"teacher": teacher, "student": batcher}, schedule, runtime=runtime, agent=agent,
+                           iteration=iteration, beta=beta, seed=seed)
+
+    with progress_bar(f"rollout {iteration}") as progress:
+        bar = progress.add_task("", total=len(instances), completed=resumed, info=f"β={beta:.2f}")
+
+        def finished(inst: Instance, traj: Trajectory) -> None:
+            store.put(inst.instance_id, keys[inst.instance_id], traj.model_dump(mode="json"))
+            done[inst.instance_id] = traj
+            progress.update(bar, advance=1)
+
+        run_in_waves([i for i in instances if i.instance_id not in done], episode, concurrency, [batcher], finished)
+
+    trajectories = [done[i.instance_id] for i in instances]
+    turns = [t for traj in trajectories for t in traj.turns]
+    stats = {
+        "iteration": iteration, "beta": beta, "episodes": len(trajectories), "resumed_episodes": resumed,
+        "turns": len(turns), "teacher_turns": sum(t.actor == "teacher" for t in turns),
+        "student_turns": sum(t.actor == "student" for t in turns),
+        "teacher_calls": sum(t.actor == "teacher" and t.meta.get("cache") == "miss" for t in turns),
+        "cache_hits": sum(t.actor == "teacher" and t.meta.get("cache") == "hit" for t in turns),
+        "student_batches": len(batcher.batch_sizes),
+        "mean_student_batch": sum(batcher.batch_sizes) / len(batcher.batch_sizes) if batcher.batch_sizes else 0.0,
+        "exit_statuses": {s: sum(t.exit_status == s for t in trajectories) for s in {t.exit_status for t in trajectories}},
+    }
+    atomic_write_jsonl(out / "trajectories.jsonl", (t.model_dump(mode="json") for t in trajectories))
+    atomic_write_json(out / "stats.json", stats)
+    return stats
+
+
+def read_trajectories(path: str | Path) -> list[Trajectory]:
+    from daggerlm.errors import InputError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: trajectories not found (run the rollout stage first)")
+    return [Trajectory.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()]

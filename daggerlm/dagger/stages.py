@@ -1,0 +1,174 @@
+"""The pipeline's stages, each a function of (params, iteration) that reads and writes files under
+`params.data`. The CLI (and so `dvc.yaml`) calls them one by one; `loop.run_dagger` calls them in order.
+
+    instances      data/instances/{train,eval}.jsonl
+    init-model     params.student.model (a tiny model built locally)
+    rollout K      data/rollouts/iter_K/      student = checkpoint K, teacher via the label cache
+    label K        data/labels/iter_K/        every visited state labeled (labels.parquet)
+    aggregate K    data/aggregated/iter_K/    aggregate K−1 ∪ labels K
+    train K        data/checkpoints/iter_K+1  fine-tuned on aggregate K
+    evaluate K     data/eval/iter_K/          checkpoint K+1 on the eval split
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from daggerlm.config import Params
+from daggerlm.dagger.aggregate import aggregate, write_parquet
+from daggerlm.dagger.label_cache import CachedTeacher, LabelCache
+from daggerlm.dagger.relabel import relabel
+from daggerlm.dagger.rollout import collect_rollouts, read_trajectories
+from daggerlm.errors import InputError
+from daggerlm.instances import Instance, load_instances, write_instances
+from daggerlm.io import atomic_write_json, atomic_write_jsonl
+from daggerlm.policies import make_policy
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each stage's outputs live."""
+
+    root: Path
+
+    def instances(self, split: str) -> Path:
+        return self.root / "instances" / f"{split}.jsonl"
+
+    def rollouts(self, k: int) -> Path:
+        return self.root / "rollouts" / f"iter_{k}"
+
+    def labels(self, k: int) -> Path:
+        return self.root / "labels" / f"iter_{k}"
+
+    def aggregated(self, k: int) -> Path:
+        return self.root / "aggregated" / f"iter_{k}"
+
+    def trained(self, k: int) -> Path:
+        """The checkpoint that training in iteration k writes (= the student of iteration k+1)."""
+        return self.root / "checkpoints" / f"iter_{k + 1}"
+
+    def eval(self, k: int) -> Path:
+        return self.root / "eval" / f"iter_{k}"
+
+
+def layout(p: Params) -> Layout:
+    return Layout(Path(p.data))
+
+
+def checkpoint(p: Params, k: int) -> str:
+    """The student that acts in iteration k: the initial model for k = 0, else what iteration k−1 trained."""
+    path = p.student.model if k == 0 else str(layout(p).trained(k - 1))
+    local = Path(path)
+    if k > 0 or p.student.build_tiny or local.exists():  # otherwise a hub id
+        if not ((local / "config.json").is_file() or (local / "adapter_config.json").is_file()):
+            raise InputError(f"{path}: checkpoint not found (the student of iteration {k})")
+    return path
+
+
+def load_split(p: Params, split: str) -> list[Instance]:
+    path = layout(p).instances(split)
+    if not path.is_file():
+        raise InputError(f"{path}: not found (run `daggerlm instances make` first)")
+    return load_instances(path)
+
+
+def teacher(p: Params) -> CachedTeacher:
+    return CachedTeacher(make_policy(p.teacher.kind), LabelCache(p.dagger.label_cache))
+
+
+# --- stages -------------------------------------------------------------------------------------
+def stage_instances(p: Params) -> dict:
+    from daggerlm.instances.synthetic import generate
+
+    counts = {}
+    for split in ("train", "eval"):
+        spec = getattr(p.instances, split)
+        items = generate(spec.n, split, spec.seed, p.instances.modules_per_repo, p.instances.functions_per_module)
+        write_instances(layout(p).instances(split), items)
+        counts[split] = len(items)
+    return counts
+
+
+def stage_init_model(p: Params) -> dict:
+    """Build the tiny student: tokenizer trained on the train split's text and oracle episodes."""
+    from daggerlm.agent.scaffold import run_episode
+    from daggerlm.training.tiny_model import build_tiny_model
+    from daggerlm.instances.synthetic import generate
+
+    if not p.student.build_tiny:
+        return {"model": checkpoint(p, 0), "built": False}
+    cfg = p.student.tiny
+    corpus_instances = generate(cfg.corpus_instances, "train", p.seed + 10_000, p.instances.modules_per_repo,
+                                p.instances.functions_per_module)
+    corpus = [t for i in corpus_instances for t in [*i.repo_files.values(), i.problem_statement, i.patch]]
+    oracle = make_policy("oracle")
+    for inst in corpus_instances[: cfg.corpus_episodes]:
+        traj = run_episode(inst, {"teacher": oracle}, lambda t: "teacher", runtime=p.runtime, agent=p.agent)
+        corpus += [m["content"] for m in traj.messages]
+    out = build_tiny_model(p.student.model, cfg, corpus, seed=p.seed)
+    meta = json.loads((out / "daggerlm_checkpoint.json").read_text())
+    return {"model": str(out), "built": True, "parameters": meta["parameters"]}
+
+
+def stage_rollout(p: Params, k: int) -> dict:
+    student = make_policy(p.student.kind, **p.student.policy_kwargs(checkpoint(p, k)))
+    return collect_rollouts(load_split(p, "train"), student, teacher(p), layout(p).rollouts(k), iteration=k,
+                            beta=p.dagger.beta.beta(k), seed=p.seed, runtime=p.runtime, agent=p.agent,
+                            concurrency=p.dagger.concurrency, rollin_turns=p.dagger.rollin_turns)
+
+
+def stage_label(p: Params, k: int) -> dict:
+    trajectories = read_trajectories(layout(p).rollouts(k) / "trajectories.jsonl")
+    instances = {i.instance_id: i for i in load_split(p, "train")}
+    cached = teacher(p)
+    labeled, rows = relabel(trajectories, instances, cached)
+    out = layout(p).labels(k)
+    write_parquet(out / "labels.parquet", pd.DataFrame(rows))
+    atomic_write_jsonl(out / "trajectories.jsonl", (t.model_dump(mode="json") for t in labeled))
+    stats = {"iteration": k, "states": len(rows), "student_states": sum(r["actor"] == "student" for r in rows),
+             "teacher_calls": cached.calls, "cache_hits": cached.hits,
+             "relabeled_differs": sum(r["actor"] == "student" and r["student_response"] != r["completion"][0]["content"]
+                                      for r in rows)}
+    atomic_write_json(out / "stats.json", stats)
+    return stats
+
+
+def stage_aggregate(p: Params, k: int) -> dict:
+    lay = layout(p)
+    previous = lay.aggregated(k - 1) / "train.parquet" if k > 0 else None
+    stats = {"iteration": k, **aggregate(previous, lay.labels(k) / "labels.parquet", lay.aggregated(k) / "train.parquet")}
+    atomic_write_json(lay.aggregated(k) / "stats.json", stats)
+    return stats
+
+
+def stage_train(p: Params, k: int) -> dict:
+    from daggerlm.training.sft import train
+
+    lay = layout(p)
+    agg_stats = lay.aggregated(k) / "stats.json"
+    if not agg_stats.is_file():
+        raise InputError(f"{agg_stats}: not found (run the aggregate stage of iteration {k} first)")
+    init = checkpoint(p, 0) if p.train.init_from == "base" else checkpoint(p, k)
+    return train(lay.aggregated(k) / "train.parquet", init, lay.trained(k), p.train, seed=p.seed + k,
+                 aggregate_hash=json.loads(agg_stats.read_text())["hash"], base_model=checkpoint(p, 0))
+
+
+def stage_evaluate(p: Params, k: int) -> dict:
+    from daggerlm.evaluation import evaluate
+
+    model = checkpoint(p, k + 1)
+    if p.evaluation.policy == "oracle":
+        policy, name = make_policy("oracle"), "oracle"
+    else:
+        policy, name = make_policy(p.student.kind, **p.student.policy_kwargs(model)), model
+    return evaluate(load_split(p, "eval"), policy, layout(p).eval(k), runtime=p.runtime, agent=p.agent,
+                    concurrency=p.evaluation.concurrency, model_name=name, seed=p.seed)
+
+
+def read_stats(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+

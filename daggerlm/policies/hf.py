@@ -1,0 +1,133 @@
+"""The `hf` policy: a causal LM run in-process with transformers (CPU by default).
+
+Loads a model directory or hub id, or a PEFT adapter directory (its base is read from the
+adapter config). Generation is batched (left padding, one `generate` call per batch) and each row
+samples with its own generator seeded by the request, so an episode's tokens do not depend on the
+other rows of its batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
+from transformers.utils import logging as hf_logging
+
+from daggerlm.errors import InputError
+from daggerlm.policies.base import Completion, PolicyRequest
+from daggerlm.policies.sampling import Sampling
+
+CHECKPOINT_META = "daggerlm_checkpoint.json"
+
+
+class RowSampler(LogitsProcessor):
+    """Samples each row with its own generator and leaves only the chosen token, so greedy search emits it."""
+
+    def __init__(self, generators: list[torch.Generator], temperature: float, top_p: float):
+        self.generators, self.temperature, self.top_p = generators, temperature, top_p
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+        if self.top_p < 1.0:
+            sorted_p, order = probs.sort(dim=-1, descending=True)
+            drop = sorted_p.cumsum(-1) - sorted_p > self.top_p
+            sorted_p[drop] = 0.0
+            probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+        out = torch.full_like(scores, float("-inf"))
+        for row, gen in enumerate(self.generators):
+            token = torch.multinomial(probs[row], 1, generator=gen)
+            out[row, token] = 0.0
+        return out
+
+
+def checkpoint_fingerprint(path: str) -> str:
+    """Short content fingerprint: the checkpoint metadata when present, else file names and sizes."""
+    p = Path(path)
+    if not p.is_dir():
+        return path
+    meta = p / CHECKPOINT_META
+    if meta.is_file():
+        blob = meta.read_bytes()
+    else:
+        blob = json.dumps(sorted((f.name, f.stat().st_size) for f in p.iterdir() if f.is_file())).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def load_model_and_tokenizer(path: str, device: str = "cpu", dtype: str = "float32", trainable: bool = False):
+    """A model directory, hub id, or PEFT adapter directory -> (model, tokenizer)."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise InputError(f"{path}: expected a model directory")
+    if not p.exists() and (path.startswith((".", "/")) or path.count("/") != 1):
+        raise InputError(f"{path}: checkpoint not found")
+    hf_logging.disable_progress_bar()  # weight-loading bars; training keeps its own
+    torch_dtype = getattr(torch, dtype)
+    if (p / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        base = json.loads((p / "adapter_config.json").read_text())["base_model_name_or_path"]
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype)
+        model = PeftModel.from_pretrained(model, str(p), is_trainable=trainable)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.to(device), tokenizer
+
+
+class HFPolicy:
+    def __init__(self, model: str, sampling: Sampling | None = None, max_prompt_tokens: int = 2048,
+                 device: str = "cpu", dtype: str = "float32"):
+        self.sampling = sampling or Sampling()
+        self.max_prompt_tokens = max_prompt_tokens
+        self.model, self.tokenizer = load_model_and_tokenizer(model, device, dtype)
+        self.model.eval()
+        self.device = device
+        s = self.sampling
+        self.identity = (f"hf:{model}@{checkpoint_fingerprint(model)}"
+                         f"|t={s.temperature}|top_p={s.top_p}|max_new={s.max_new_tokens}")
+        self._lock = threading.Lock()  # one generate at a time per model
+
+    def _encode(self, requests: list[PolicyRequest]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        tok = self.tokenizer
+        rows, truncated = [], []
+        for r in requests:
+            ids = tok.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=True)
+            ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
+            truncated.append(max(0, len(ids) - self.max_prompt_tokens))
+            rows.append(ids[-self.max_prompt_tokens:])
+        width = max(len(r) for r in rows)
+        pad = tok.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+        return input_ids, mask, truncated
+
+    @torch.no_grad()
+    def complete(self, requests: list[PolicyRequest]) -> list[Completion]:
+        if not requests:
+            return []
+        s, tok = self.sampling, self.tokenizer
+        input_ids, mask, truncated = self._encode(requests)
+        processors = LogitsProcessorList()
+        if s.temperature > 0:
+            gens = [torch.Generator().manual_seed(r.seed if r.seed is not None else 0) for r in requests]
+            processors.append(RowSampler(gens, s.temperature, s.top_p))
+        with self._lock:
+            out = self.model.generate(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+                                      max_new_tokens=s.max_new_tokens, do_sample=False, logits_processor=processors,
+                                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                                      temperature=None, top_p=None, top_k=None)
+        completions = []
+        for row, cut in zip(out[:, input_ids.shape[1]:].tolist(), truncated):
+            n = next((i + 1 for i, t in enumerate(row) if t == tok.eos_token_id), None)
+            body = row[:n] if n else row
+            completions.append(Completion(
+                tok.decode(body, skip_special_tokens=True),
+                {"policy": self.identity, "completion_tokens": len(body), "prompt_truncated_tokens": cut,
+                 "finish_reason": "stop" if n else "length"}))
+        return completions

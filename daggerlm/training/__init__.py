@@ -1,0 +1,1 @@
+"""Fine-tuning (TRL) and the locally built tiny student."""

@@ -1,0 +1,41 @@
+"""Configs of the training stages (pure pydantic: importing them does not import torch)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TinyModelConfig(BaseModel):
+    """Shape of the locally built student (Qwen2 architecture)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    vocab_size: int = Field(2048, ge=300)
+    """BPE vocabulary size, special tokens included."""
+    hidden_size: int = Field(256, ge=16)
+    intermediate_size: int = Field(768, ge=16)
+    num_hidden_layers: int = Field(4, ge=1)
+    num_attention_heads: int = Field(4, ge=1)
+    num_key_value_heads: int = Field(2, ge=1)
+    max_position_embeddings: int = Field(4096, ge=128)
+    corpus_instances: int = Field(200, ge=1)
+    """Synthetic train instances whose text trains the tokenizer."""
+    corpus_episodes: int = Field(4, ge=0)
+    """Oracle episodes whose messages (commands, pytest output) join the tokenizer corpus."""
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    mode: Literal["full", "lora"] = "full"
+    """Full fine-tuning, or a LoRA adapter (PEFT) on the base model."""
+    init_from: Literal["base", "previous"] = "previous"
+    """Start each iteration from the initial student, or from the previous iteration's checkpoint."""
+    sft: dict[str, Any] = Field(default_factory=lambda: {
+        "num_train_epochs": 5, "learning_rate": 2e-3, "per_device_train_batch_size": 8, "max_length": 2048,
+        "lr_scheduler_type": "cosine", "warmup_steps": 0.05, "logging_steps": 10, "weight_decay": 0.0,
+        "gradient_checkpointing": False})
+    """Passed through to trl.SFTConfig (output, saving and reporting are set by daggerlm)."""
+    lora: dict[str, Any] = Field(default_factory=lambda: {
+        "r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": "all-linear"})
+    """Passed through to peft.LoraConfig when mode is lora."""

@@ -1,0 +1,113 @@
+"""Fine-tune the student on an aggregate with TRL's SFTTrainer (completion-only loss).
+
+Full fine-tuning or LoRA (PEFT), starting from the base model or the previous checkpoint. The
+checkpoint directory is written to a temporary name and renamed when complete; it holds the model
+(or adapter), the tokenizer and `daggerlm_checkpoint.json` with the config, the aggregate's hash
+and the loss on the aggregate before and after training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+from pathlib import Path
+
+import datasets
+import pandas as pd
+import torch
+from transformers import set_seed
+from transformers.utils import logging as hf_logging
+
+from daggerlm.errors import InputError
+from daggerlm.io import atomic_write_json
+from daggerlm.policies.hf import CHECKPOINT_META, load_model_and_tokenizer
+from daggerlm.training.config import TrainConfig
+
+
+def load_aggregate(path: Path) -> datasets.Dataset:
+    if not path.is_file():
+        raise InputError(f"{path}: aggregate not found")
+    frame = pd.read_parquet(path, columns=["prompt", "completion"])
+    return datasets.Dataset.from_pandas(frame, preserve_index=False)
+
+
+def _drop_too_long(ds: datasets.Dataset, tokenizer, max_length: int | None) -> tuple[datasets.Dataset, int]:
+    """TRL keeps the start of long sequences, which would cut the completion: drop them instead."""
+    if not max_length:
+        return ds, 0
+
+    def fits(row) -> bool:
+        ids = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True)
+        ids = ids["input_ids"] if hasattr(ids, "keys") else ids
+        return len(ids) <= max_length
+
+    kept = ds.filter(fits)
+    return kept, len(ds) - len(kept)
+
+
+@torch.no_grad()
+def completion_loss(model, tokenizer, ds: datasets.Dataset, batch_size: int = 8) -> float:
+    """Mean token NLL of the completions given their prompts (what SFT minimises)."""
+    model.eval()
+    total, count = 0.0, 0
+    rows = list(ds)
+    for start in range(0, len(rows), batch_size):
+        for row in rows[start:start + batch_size]:
+            prompt = tokenizer.apply_chat_template(row["prompt"], tokenize=True, add_generation_prompt=True)
+            full = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True)
+            prompt = prompt["input_ids"] if hasattr(prompt, "keys") else prompt
+            full = full["input_ids"] if hasattr(full, "keys") else full
+            ids = torch.tensor([full], device=model.device)
+            labels = ids.clone()
+            labels[0, : len(prompt)] = -100
+            out = model(input_ids=ids, labels=labels)
+            n = int((labels[0, 1:] != -100).sum())
+            total += float(out.loss) * n
+            count += n
+    return total / max(count, 1)
+
+
+def train(aggregate: str | Path, init_model: str, out_dir: str | Path, config: TrainConfig, seed: int = 0,
+          aggregate_hash: str = "", base_model: str | None = None) -> dict:
+    """Fine-tune `init_model` on `aggregate`; write the checkpoint to `out_dir`; return its metadata."""
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    hf_logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    set_seed(seed)
+    out = Path(out_dir)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model, tokenizer = load_model_and_tokenizer(init_model, trainable=True)
+    ds, dropped = _drop_too_long(load_aggregate(Path(aggregate)), tokenizer, config.sft.get("max_length", 1024))
+    if len(ds) == 0:
+        raise InputError(f"{aggregate}: no example fits train.sft.max_length={config.sft.get('max_length')}")
+    loss_before = completion_loss(model, tokenizer, ds)
+    fixed = {"output_dir": str(tmp / "trainer"), "save_strategy": "no", "report_to": [], "seed": seed,
+             "completion_only_loss": True, "use_cpu": not torch.cuda.is_available(), "dataset_num_proc": None}
+    known = {f.name for f in dataclasses.fields(SFTConfig)}
+    if unknown := sorted(set(config.sft) - known):
+        raise InputError(f"train.sft: unknown key '{unknown[0]}' (not a field of trl.SFTConfig)")
+    args = SFTConfig(**{**config.sft, **fixed})
+    peft_config = None
+    if config.mode == "lora" and not hasattr(model, "peft_config"):
+        peft_config = LoraConfig(task_type="CAUSAL_LM", **config.lora)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer, peft_config=peft_config)
+    result = trainer.train()
+    model = trainer.model
+    loss_after = completion_loss(model, tokenizer, ds)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(tmp / "trainer", ignore_errors=True)
+    meta = {"format": "daggerlm.checkpoint/1", "kind": config.mode, "init_model": init_model,
+            "base_model": base_model or init_model, "aggregate": str(aggregate), "aggregate_hash": aggregate_hash,
+            "examples": len(ds), "dropped_too_long": dropped, "seed": seed, "config": config.model_dump(),
+            "train_loss": result.training_loss, "loss_before": loss_before, "loss_after": loss_after,
+            "steps": result.global_step}
+    assert math.isfinite(loss_after), "training diverged"
+    atomic_write_json(tmp / CHECKPOINT_META, meta)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return meta

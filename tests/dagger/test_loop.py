@@ -1,0 +1,60 @@
+"""The whole loop, tiny: every stage of two iterations, the table, and bad params."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from daggerlm.dagger.loop import COLUMNS, run_dagger
+from daggerlm.dagger.stages import checkpoint, stage_rollout
+from daggerlm.errors import InputError
+from tests.conftest import REPO, tiny_params
+
+
+def test_two_iterations_end_to_end(tmp_path):
+    p = tiny_params(tmp_path)
+    rows = run_dagger(p, log=lambda msg: None)
+    assert [r["iteration"] for r in rows] == [0, 1] and [r["beta"] for r in rows] == [1.0, 0.8]
+    assert all(set(COLUMNS) <= set(r) for r in rows)
+    for r in rows:
+        assert 0 < r["calls_per_state"] <= 1.0
+        assert r["train_loss_after"] < r["train_loss_before"]
+    assert rows[0]["cache_hits"] == 0 and rows[1]["cache_hits"] >= 4  # first states repeat every iteration
+    assert rows[1]["labels_total"] == rows[0]["labels_total"] + rows[1]["labels_new"]
+    data = tmp_path / "data"
+    summary = json.loads((data / "summary.json").read_text())
+    assert summary["rows"] == rows and (data / "summary.md").read_text().count("\n") == 4
+    meta = json.loads((data / "checkpoints" / "iter_2" / "daggerlm_checkpoint.json").read_text())
+    agg = json.loads((data / "aggregated" / "iter_1" / "stats.json").read_text())
+    assert meta["aggregate_hash"] == agg["hash"] and meta["examples"] + meta["dropped_too_long"] == agg["examples"]
+    metrics = json.loads((data / "eval" / "iter_1" / "metrics.json").read_text())
+    assert metrics["n_instances"] == 2 and metrics["resolve_rate"] == rows[1]["resolve_rate"]
+
+
+def test_missing_checkpoint_names_its_path(tmp_path):
+    p = tiny_params(tmp_path)
+    with pytest.raises(InputError, match=rf"{tmp_path / 'data' / 'checkpoints' / 'iter_1'}: checkpoint not found"):
+        checkpoint(p, 1)
+    with pytest.raises(InputError, match=r"checkpoints/iter_0: checkpoint not found"):
+        stage_rollout(p, 0)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("dagger.beta.value=1.5", "params.yaml: dagger.beta.value: Input should be less than or equal to 1 (got 1.5)"),
+    ("dagger.betta=0.5", "params.yaml: unknown key 'dagger.betta'; allowed: beta, concurrency, iterations, "
+                         "label_cache, rollin_turns"),
+    ("dagger.beta.kind=cosine", "params.yaml: dagger.beta.kind: Input should be 'constant', 'linear', 'exponential' "
+                                "or 'floored_linear' (got 'cosine')"),
+])
+def test_bad_params_one_line(override, message):
+    r = subprocess.run([sys.executable, "-m", "daggerlm.cli", "run", "--set", override], cwd=REPO,
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"error: {message}"]
+
+
+def test_shipped_params_load():
+    from daggerlm.config import load_params
+
+    p = load_params(REPO / "params.yaml")
+    assert p.dagger.beta.beta(0) == 1.0 and p.train.sft["gradient_checkpointing"] is False

@@ -1,0 +1,85 @@
+"""Fine-tuning on an aggregate lowers its loss and makes the student act like its labels."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from daggerlm.agent.format import extract_action
+from daggerlm.agent.scaffold import run_episode
+from daggerlm.config import AgentConfig
+from daggerlm.dagger.aggregate import write_parquet
+from daggerlm.errors import InputError
+from daggerlm.instances.synthetic import generate
+from daggerlm.policies import PolicyRequest, make_policy
+from daggerlm.policies.sampling import Sampling
+from daggerlm.training.config import TrainConfig
+from daggerlm.training.sft import train
+
+SFT = {"num_train_epochs": 50, "learning_rate": 0.003, "per_device_train_batch_size": 8, "max_length": 2048,
+       "logging_steps": 100, "disable_tqdm": True, "gradient_checkpointing": False}
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    """A little wider than the session's tiny model, so 50 epochs make it imitate its labels."""
+    from daggerlm.dagger.stages import stage_init_model
+    from tests.conftest import TINY, tiny_params
+
+    p = tiny_params(tmp_path_factory.mktemp("small"),
+                    **{"student.tiny": {**TINY, "hidden_size": 128, "intermediate_size": 256, "vocab_size": 1024}})
+    stage_init_model(p)
+    return p.student.model
+
+
+@pytest.fixture(scope="module")
+def aggregate(tmp_path_factory):
+    from daggerlm.config import RuntimeConfig
+
+    root = tmp_path_factory.mktemp("agg")
+    rows = []
+    for inst in generate(4, "train", seed=21):
+        traj = run_episode(inst, {"teacher": make_policy("oracle")}, lambda t: "teacher",
+                           runtime=RuntimeConfig(workdir=str(root)), agent=AgentConfig())
+        rows += [{"state_hash": f"{inst.instance_id}-{t.index}", "prompt": traj.messages[: t.prefix_len],
+                  "completion": [{"role": "assistant", "content": t.label}], "iteration": 0, "actor": "teacher"}
+                 for t in traj.turns]
+    write_parquet(root / "train.parquet", pd.DataFrame(rows))
+    return root / "train.parquet", rows
+
+
+def _greedy_matches(model_dir, rows) -> int:
+    policy = make_policy("hf", model=str(model_dir), sampling=Sampling(temperature=0, max_new_tokens=64))
+    outs = policy.complete([PolicyRequest(None, r["prompt"], {}) for r in rows])
+    return sum(extract_action(o.text) == extract_action(r["completion"][0]["content"]) for o, r in zip(outs, rows))
+
+
+def test_full_fine_tuning_lowers_loss_and_imitates_labels(aggregate, small_model, tmp_path):
+    path, rows = aggregate
+    meta = train(path, small_model, tmp_path / "ck", TrainConfig(sft=SFT), seed=0, aggregate_hash="h")
+    assert meta["loss_before"] > 5.0 and meta["loss_after"] < 0.2, meta
+    saved = json.loads((tmp_path / "ck" / "daggerlm_checkpoint.json").read_text())
+    assert saved["aggregate_hash"] == "h" and saved["examples"] == len(rows) and saved["config"]["sft"] == SFT
+    before, after = _greedy_matches(small_model, rows), _greedy_matches(tmp_path / "ck", rows)
+    assert before == 0 and after >= len(rows) * 3 // 4, (before, after)
+
+
+def test_lora_adapter_trains_and_loads(aggregate, tiny_model_dir, tmp_path):
+    path, _ = aggregate
+    cfg = TrainConfig(mode="lora", sft={**SFT, "num_train_epochs": 3},
+                      lora={"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": "all-linear"})
+    meta = train(path, str(tiny_model_dir), tmp_path / "lora", cfg)
+    assert (tmp_path / "lora" / "adapter_config.json").is_file()
+    assert not (tmp_path / "lora" / "model.safetensors").exists()
+    assert meta["loss_after"] < meta["loss_before"]
+    policy = make_policy("hf", model=str(tmp_path / "lora"), sampling=Sampling(max_new_tokens=4))
+    assert policy.identity.startswith(f"hf:{tmp_path / 'lora'}@")
+
+
+def test_bad_training_input(aggregate, tiny_model_dir, tmp_path):
+    path, _ = aggregate
+    with pytest.raises(InputError, match="train.sft: unknown key 'epochs'"):
+        train(path, str(tiny_model_dir), tmp_path / "x", TrainConfig(sft={"epochs": 1}))
+    with pytest.raises(InputError, match="nope.parquet: aggregate not found"):
+        train(tmp_path / "nope.parquet", str(tiny_model_dir), tmp_path / "x", TrainConfig())
+    assert not (tmp_path / "x").exists()
