@@ -14,6 +14,9 @@ from daggerlm.io import atomic_write_json, atomic_write_text
 
 COLUMNS = ["iteration", "beta", "episodes", "labels_new", "labels_total", "teacher_calls", "cache_hits",
            "calls_per_state", "train_loss_before", "train_loss_after", "resolve_rate"]
+SHORT = {"iteration": "K", "beta": "β", "episodes": "eps", "labels_new": "new", "labels_total": "labels",
+         "teacher_calls": "calls", "cache_hits": "hits", "calls_per_state": "calls/state",
+         "train_loss_before": "loss0", "train_loss_after": "loss1", "resolve_rate": "resolved"}
 
 
 def iteration_row(k: int, rollout: dict, label: dict, agg: dict, train: dict, evaluation: dict) -> dict:

@@ -16,6 +16,7 @@ from daggerlm.agent.trajectory import Trajectory
 from daggerlm.config import AgentConfig, RuntimeConfig
 from daggerlm.dagger.label_cache import CachedTeacher
 from daggerlm.dagger.schedules import coin_schedule
+from daggerlm.errors import InputError
 from daggerlm.evaluation.evaluate import progress_bar
 from daggerlm.instances.schema import Instance
 from daggerlm.io import ResultStore, atomic_write_json, atomic_write_jsonl, stable_hash
@@ -73,8 +74,6 @@ def collect_rollouts(instances: Sequence[Instance], student: Policy, teacher: Ca
 
 
 def read_trajectories(path: str | Path) -> list[Trajectory]:
-    from daggerlm.errors import InputError
-
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: trajectories not found (run the rollout stage first)")

@@ -168,7 +168,3 @@ def stage_evaluate(p: Params, k: int) -> dict:
     return evaluate(load_split(p, "eval"), policy, layout(p).eval(k), runtime=p.runtime, agent=p.agent,
                     concurrency=p.evaluation.concurrency, model_name=name, seed=p.seed)
 
-
-def read_stats(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
