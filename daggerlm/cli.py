@@ -117,6 +117,19 @@ def instances_make(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None)
     print(json.dumps(stages.stage_instances(_params(params, set_))))
 
 
+iterations_app = typer.Typer(no_args_is_help=True, help="Set how many DAgger iterations params.yaml runs.")
+app.add_typer(iterations_app, name="iterations")
+
+
+@iterations_app.command("set")
+def iterations_set(n: Annotated[int, typer.Argument(min=1)], params: ParamsOpt = Path("params.yaml")) -> None:
+    """Write dagger.iterations = N and the per-iteration paths dvc.yaml iterates over (comments kept)."""
+    from daggerlm.config import set_iterations
+
+    set_iterations(params, n)
+    console.print(f"{params}: {n} iterations (dvc stages rollout@0 .. rollout@{n - 1}, and so on)")
+
+
 @app.command("init-model")
 def init_model_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
     """Stage: build the tiny student (tokenizer trained locally, random weights) at student.model."""
@@ -217,6 +230,15 @@ def grade_cmd(
         reports.append(grade(inst, patch, p.runtime))
     atomic_write_jsonl(out, reports)
     print(json.dumps({"graded": len(reports), "resolved": sum(r["resolved"] for r in reports)}))
+
+
+@app.command("report")
+def report_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Stage: the per-iteration table from the stats files (data/report/)."""
+    from daggerlm.dagger import stages
+    from daggerlm.dagger.loop import markdown_table
+
+    print(markdown_table(stages.stage_report(_params(params, set_))))
 
 
 @app.command("oracle")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from daggerlm.dagger.schedules import BetaSchedule
 from daggerlm.errors import InputError
@@ -109,6 +109,15 @@ class EvalConfig(Section):
     concurrency: int = Field(8, ge=1)
 
 
+class IterationPaths(Section):
+    """What dvc.yaml's per-iteration stages need beyond K (DVC templates cannot compute K−1 or K+1)."""
+
+    previous_aggregate: str
+    """Aggregate K−1 (for K = 0: the train split, an upstream file, so the dependency is harmless)."""
+    next_checkpoint: str
+    """Where training in iteration K writes the student of iteration K+1."""
+
+
 class Params(Section):
     seed: int = 0
     data: str = "data"
@@ -121,6 +130,20 @@ class Params(Section):
     evaluation: EvalConfig = EvalConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     agent: AgentConfig = AgentConfig()
+    pipeline: dict[str, IterationPaths] = {}
+    """Written by `daggerlm iterations set N`; dvc.yaml's foreach stages iterate over it."""
+
+    @model_validator(mode="after")
+    def _pipeline_matches_iterations(self) -> Params:
+        if self.pipeline and sorted(self.pipeline, key=int) != [str(k) for k in range(self.dagger.iterations)]:
+            raise ValueError(f"pipeline has iterations {sorted(self.pipeline, key=int)} but dagger.iterations is "
+                             f"{self.dagger.iterations}; run `daggerlm iterations set {self.dagger.iterations}`")
+        return self
+
+
+def pipeline_paths(iterations: int, data: str = "data") -> dict[str, dict[str, str]]:
+    return {str(k): {"previous_aggregate": f"{data}/aggregated/iter_{k - 1}" if k else f"{data}/instances/train.jsonl",
+                     "next_checkpoint": f"{data}/checkpoints/iter_{k + 1}"} for k in range(iterations)}
 
 
 def _allowed_keys(loc: tuple) -> list[str]:
@@ -166,3 +189,25 @@ def load_params(path: str | Path | None = None, overrides: dict | None = None) -
         return Params.model_validate(data)
     except ValidationError as err:
         raise InputError(_describe(err, source)) from None
+
+
+def set_iterations(path: str | Path, n: int) -> None:
+    """Rewrite `dagger.iterations` and `pipeline` in a params file, keeping its comments and layout."""
+    import io
+
+    from ruamel.yaml import YAML
+
+    from daggerlm.io import atomic_write_text
+
+    path = Path(path)
+    rt = YAML()
+    data = rt.load(path.read_text()) if path.is_file() else {}
+    data.setdefault("dagger", {})["iterations"] = n
+    data["pipeline"] = pipeline_paths(n, str(data.get("data", "data")))
+    buffer = io.StringIO()
+    rt.dump(data, buffer)
+    try:
+        Params.model_validate(yaml.safe_load(buffer.getvalue()))
+    except ValidationError as err:
+        raise InputError(_describe(err, str(path))) from None
+    atomic_write_text(path, buffer.getvalue())

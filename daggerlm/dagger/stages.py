@@ -25,7 +25,7 @@ from daggerlm.dagger.relabel import relabel
 from daggerlm.dagger.rollout import collect_rollouts, read_trajectories
 from daggerlm.errors import InputError
 from daggerlm.instances import Instance, load_instances, write_instances
-from daggerlm.io import atomic_write_json, atomic_write_jsonl
+from daggerlm.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
 from daggerlm.policies import make_policy
 
 
@@ -168,3 +168,19 @@ def stage_evaluate(p: Params, k: int) -> dict:
     return evaluate(load_split(p, "eval"), policy, layout(p).eval(k), runtime=p.runtime, agent=p.agent,
                     concurrency=p.evaluation.concurrency, model_name=name, seed=p.seed)
 
+
+
+def stage_report(p: Params) -> list[dict]:
+    """The per-iteration table from the stages' own stats files (what `dvc metrics/plots` show)."""
+    from daggerlm.dagger.loop import iteration_row, markdown_table
+
+    lay = layout(p)
+    read = lambda path: json.loads(path.read_text())  # noqa: E731
+    rows = [iteration_row(k, read(lay.rollouts(k) / "stats.json"), read(lay.labels(k) / "stats.json"),
+                          read(lay.aggregated(k) / "stats.json"),
+                          read(lay.trained(k) / "daggerlm_checkpoint.json"), read(lay.eval(k) / "metrics.json"))
+            for k in range(p.dagger.iterations)]
+    atomic_write_json(lay.root / "report" / "iterations.json", rows)
+    atomic_write_json(lay.root / "report" / "summary.json", {"final": rows[-1], "iterations": len(rows)})
+    atomic_write_text(lay.root / "report" / "summary.md", markdown_table(rows))
+    return rows

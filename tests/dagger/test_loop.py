@@ -58,3 +58,20 @@ def test_shipped_params_load():
 
     p = load_params(REPO / "params.yaml")
     assert p.dagger.beta.beta(0) == 1.0 and p.train.sft["gradient_checkpointing"] is False
+
+
+def test_iterations_set_rewrites_params_keeping_comments(tmp_path):
+    from daggerlm.config import load_params
+
+    target = tmp_path / "params.yaml"
+    target.write_text((REPO / "params.yaml").read_text())
+    r = subprocess.run([sys.executable, "-m", "daggerlm.cli", "iterations", "set", "4", "--params", str(target)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    p = load_params(target)
+    assert p.dagger.iterations == 4 and list(p.pipeline) == ["0", "1", "2", "3"]
+    assert p.pipeline["3"].previous_aggregate == "data/aggregated/iter_2"
+    assert p.pipeline["3"].next_checkpoint == "data/checkpoints/iter_4"
+    assert target.read_text().startswith("# daggerlm parameters")
+    with pytest.raises(InputError, match="pipeline has iterations"):
+        load_params(target, {"dagger.iterations": 2})

@@ -1,0 +1,47 @@
+"""The DVC pipeline on tiny params: `dvc repro` runs every stage, then nothing is left to do."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from daggerlm.config import pipeline_paths
+from tests.conftest import REPO, tiny_params
+
+
+def _run(args, cwd, env):
+    r = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, f"{' '.join(args)}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r.stdout + r.stderr
+
+
+def test_dvc_repro_then_up_to_date(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(REPO / "dvc.yaml", project / "dvc.yaml")
+    p = tiny_params(tmp_path, **{"data": "data", "student.model": "data/checkpoints/iter_0",
+                                 "dagger.label_cache": ".daggerlm/label_cache", "runtime.workdir": None})
+    params = p.model_dump(mode="json")
+    params["pipeline"] = pipeline_paths(p.dagger.iterations)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (project / ".gitignore").write_text("/.daggerlm/\n")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
+           "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    _run(["git", "init", "-q"], project, env)
+    _run(["dvc", "init", "-q"], project, env)
+    out = _run(["dvc", "repro"], project, env)
+    assert out.count("Running stage") == 3 + 5 * p.dagger.iterations, out
+    assert "Data and pipelines are up to date" in _run(["dvc", "status"], project, env)
+    again = _run(["dvc", "repro"], project, env)
+    assert "Running stage" not in again
+    metrics = _run(["dvc", "metrics", "show", "--json"], project, env)
+    assert "resolve_rate" in metrics
+    rows = yaml.safe_load((project / "data" / "report" / "iterations.json").read_text())
+    assert [r["iteration"] for r in rows] == [0, 1] and rows[1]["cache_hits"] >= 4
+    assert 0 < max(r["calls_per_state"] for r in rows) <= 1.0
+    lock = (project / "dvc.lock").read_text()
+    assert "rollout@1" in lock and "train@1" in lock
