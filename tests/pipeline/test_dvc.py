@@ -18,7 +18,8 @@ def _run(args, cwd, env):
     return r.stdout + r.stderr
 
 
-def test_dvc_repro_then_up_to_date(tmp_path):
+def make_project(tmp_path):
+    """A git + DVC repository with the shipped dvc.yaml and tiny params; returns (path, params, env)."""
     project = tmp_path / "project"
     project.mkdir()
     shutil.copy(REPO / "dvc.yaml", project / "dvc.yaml")
@@ -33,6 +34,11 @@ def test_dvc_repro_then_up_to_date(tmp_path):
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
     _run(["git", "init", "-q"], project, env)
     _run(["dvc", "init", "-q"], project, env)
+    return project, p, env
+
+
+def test_dvc_repro_then_up_to_date(tmp_path):
+    project, p, env = make_project(tmp_path)
     out = _run(["dvc", "repro"], project, env)
     assert out.count("Running stage") == 3 + 5 * p.dagger.iterations, out
     assert "Data and pipelines are up to date" in _run(["dvc", "status"], project, env)

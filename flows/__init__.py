@@ -1,0 +1,1 @@
+"""Prefect flows: the DAgger loop users trigger and schedule."""

@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers over the pipeline's stages (run by DVC) and artifacts."""
