@@ -1,0 +1,75 @@
+"""The deployment through a real Prefect server and a process worker; artifacts read back through the API."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.conftest import REPO
+from tests.pipeline.test_dvc import make_project
+
+READ_BACK = """
+import json, sys
+from prefect.client.orchestration import get_client
+with get_client(sync_client=True) as client:
+    run = client.read_flow_run(sys.argv[1])
+    artifacts = client.read_artifacts()
+    print(json.dumps({"state": run.state.type.value,
+                      "artifacts": {a.key: a.data for a in artifacts if a.key}}, default=str))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_deployment_runs_on_a_process_worker(tmp_path):
+    project, p, env = make_project(tmp_path)
+    port = _free_port()
+    bin_dir = Path(sys.executable).parent
+    env = {**env, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "DAGGERLM_REPO": str(REPO)}
+    prefect = str(bin_dir / "prefect")
+    server = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(1)
+        else:
+            raise AssertionError("Prefect server did not start")
+
+        def run(*args, timeout=600):
+            r = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+            assert r.returncode == 0, f"{args}\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+            return r.stdout
+
+        run(prefect, "work-pool", "create", "daggerlm", "--type", "process")
+        run(prefect, "--no-prompt", "deploy", "--all")
+        out = run(prefect, "deployment", "run", "dagger/dagger-loop", "--param",
+                  "run=" + json.dumps({"project": str(project)}))
+        flow_run_id = out.split("UUID:")[1].split()[0]
+        run(prefect, "worker", "start", "--pool", "daggerlm", "--run-once", timeout=1200)
+        seen = json.loads(run(sys.executable, "-c", READ_BACK, flow_run_id))
+    finally:
+        os.killpg(server.pid, 9)
+        server.wait()
+    assert seen["state"] == "COMPLETED"
+    artifacts = seen["artifacts"]
+    assert {"dagger-summary", "dagger-progress", "dagger-eval-instances"} <= set(artifacts)
+    assert "| iteration | beta |" in artifacts["dagger-summary"]
+    assert float(artifacts["dagger-progress"]) == 100.0
+    table = artifacts["dagger-eval-instances"]
+    table = json.loads(table) if isinstance(table, str) else table
+    assert len(table) == p.instances.eval.n and {"instance_id", "resolved"} <= set(table[0])
+    status = subprocess.run(["dvc", "status"], cwd=project, env=env, capture_output=True, text=True)
+    assert "Data and pipelines are up to date" in status.stdout
