@@ -43,11 +43,11 @@ def _overrides(pairs: list[str] | None) -> dict:
     return out
 
 
-def _params(path: Path, pairs: list[str] | None, extra: dict | None = None):
+def _params(path: Path, pairs: list[str] | None):
+    """params.yaml (when the default file is absent: the defaults) with --set overrides."""
     from daggerlm.config import load_params
 
-    return load_params(path if path.exists() or str(path) != "params.yaml" else None,
-                       {**_overrides(pairs), **(extra or {})})
+    return load_params(path if path.exists() or str(path) != "params.yaml" else None, _overrides(pairs))
 
 
 @instances_app.command("synth")
