@@ -27,8 +27,9 @@ CHECKPOINT_META = "daggerlm_checkpoint.json"
 class RowSampler(LogitsProcessor):
     """Samples each row with its own generator and leaves only the chosen token, so greedy search emits it."""
 
-    def __init__(self, generators: list[torch.Generator], temperature: float, top_p: float):
-        self.generators, self.temperature, self.top_p = generators, temperature, top_p
+    def __init__(self, seeds: list[int], temperature: float, top_p: float):
+        self.seeds, self.temperature, self.top_p = seeds, temperature, top_p
+        self.generators: list[torch.Generator] | None = None
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         probs = torch.softmax(scores.float() / self.temperature, dim=-1)
@@ -37,6 +38,8 @@ class RowSampler(LogitsProcessor):
             drop = sorted_p.cumsum(-1) - sorted_p > self.top_p
             sorted_p[drop] = 0.0
             probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+        if self.generators is None:  # on the scores' device: CUDA sampling needs a CUDA generator
+            self.generators = [torch.Generator(device=scores.device).manual_seed(s) for s in self.seeds]
         out = torch.full_like(scores, float("-inf"))
         for row, gen in enumerate(self.generators):
             token = torch.multinomial(probs[row], 1, generator=gen)
@@ -115,8 +118,8 @@ class HFPolicy:
         input_ids, mask, truncated = self._encode(requests)
         processors = LogitsProcessorList()
         if s.temperature > 0:
-            gens = [torch.Generator().manual_seed(r.seed if r.seed is not None else 0) for r in requests]
-            processors.append(RowSampler(gens, s.temperature, s.top_p))
+            seeds = [r.seed if r.seed is not None else 0 for r in requests]
+            processors.append(RowSampler(seeds, s.temperature, s.top_p))
         with self._lock:
             out = self.model.generate(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
                                       max_new_tokens=s.max_new_tokens, do_sample=False, logits_processor=processors,
