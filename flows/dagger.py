@@ -9,6 +9,7 @@ an unchanged stage is skipped.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from daggerlm.config import load_params, set_iterations
 from daggerlm.dagger.loop import markdown_table
 from daggerlm.dagger.schedules import BetaSchedule
+from daggerlm.io import atomic_write_text
 from tasks.stages import dvc_stage
 
 
@@ -56,8 +58,9 @@ def write_params(run: DaggerRun) -> int:
         data["instances"]["train"]["n"] = run.train_instances
     if run.eval_instances is not None:
         data["instances"]["eval"]["n"] = run.eval_instances
-    with path.open("w") as f:
-        rt.dump(data, f)
+    buffer = io.StringIO()
+    rt.dump(data, buffer)
+    atomic_write_text(path, buffer.getvalue())
     set_iterations(path, run.iterations or int(data["dagger"]["iterations"]))
     return load_params(path).dagger.iterations
 
