@@ -184,7 +184,6 @@ def evaluate_cmd(
     from daggerlm.dagger import stages
     from daggerlm.evaluation import evaluate
     from daggerlm.instances import load_instances
-    from daggerlm.policies import make_policy
 
     p = _params(params, set_)
     if iteration is not None:
@@ -192,10 +191,7 @@ def evaluate_cmd(
         return
     if instances is None or out is None:
         raise InputError("evaluate: give --iteration K, or both --instances and --out")
-    if p.evaluation.policy == "oracle":
-        policy = make_policy("oracle")
-    else:
-        policy = make_policy(p.student.kind, **p.student.policy_kwargs(stages.checkpoint(p, 0)))
+    policy, _ = stages.evaluation_policy(p, 0)
     metrics = evaluate(load_instances(instances), policy, out, runtime=p.runtime, agent=p.agent,
                        concurrency=p.evaluation.concurrency, model_name=policy.identity, seed=p.seed)
     _print_stats(f"{policy.identity} on {instances}", metrics)

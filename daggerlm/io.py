@@ -77,3 +77,14 @@ class ResultStore:
 
     def put(self, name: str, key: str, value: Any) -> None:
         atomic_write_json(self.path(name), {"key": key, "value": value})
+
+
+def plain_python(value: Any) -> Any:
+    """Parquet/pandas give numpy arrays for list columns; turn them (recursively) back into lists."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, list):
+        return [plain_python(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain_python(v) for k, v in value.items()}
+    return value

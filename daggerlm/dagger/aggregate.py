@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from daggerlm.errors import InputError
-from daggerlm.io import atomic_write_bytes, stable_hash
+from daggerlm.io import atomic_write_bytes, plain_python, stable_hash
 
 
 def write_parquet(path: str | Path, frame: pd.DataFrame) -> None:
@@ -28,19 +28,8 @@ def read_parquet(path: str | Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def _plain(value):
-    """Parquet gives numpy arrays for list columns; make them lists again (for hashing)."""
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
 def content_hash(frame: pd.DataFrame) -> str:
-    return stable_hash([(h, _plain(c)) for h, c in zip(frame["state_hash"], frame["completion"])], length=32)
+    return stable_hash([(h, plain_python(c)) for h, c in zip(frame["state_hash"], frame["completion"])], length=32)
 
 
 def aggregate(previous: str | Path | None, labels: str | Path, out: str | Path) -> dict:

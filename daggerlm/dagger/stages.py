@@ -80,6 +80,14 @@ def teacher(p: Params) -> CachedTeacher:
     return CachedTeacher(make_policy(p.teacher.kind), LabelCache(p.dagger.label_cache))
 
 
+def evaluation_policy(p: Params, k: int):
+    """(policy, model name) that evaluation episodes use: the oracle, or the student of iteration k."""
+    if p.evaluation.policy == "oracle":
+        return make_policy("oracle"), "oracle"
+    model = checkpoint(p, k)
+    return make_policy(p.student.kind, **p.student.policy_kwargs(model)), model
+
+
 # --- stages -------------------------------------------------------------------------------------
 def stage_instances(p: Params) -> dict:
     from daggerlm.instances.synthetic import generate
@@ -160,11 +168,7 @@ def stage_train(p: Params, k: int) -> dict:
 def stage_evaluate(p: Params, k: int) -> dict:
     from daggerlm.evaluation import evaluate
 
-    model = checkpoint(p, k + 1)
-    if p.evaluation.policy == "oracle":
-        policy, name = make_policy("oracle"), "oracle"
-    else:
-        policy, name = make_policy(p.student.kind, **p.student.policy_kwargs(model)), model
+    policy, name = evaluation_policy(p, k + 1)
     return evaluate(load_split(p, "eval"), policy, layout(p).eval(k), runtime=p.runtime, agent=p.agent,
                     concurrency=p.evaluation.concurrency, model_name=name, seed=p.seed)
 

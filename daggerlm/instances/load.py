@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from daggerlm.errors import InputError
 from daggerlm.instances.schema import Instance
-from daggerlm.io import atomic_write_jsonl
+from daggerlm.io import atomic_write_jsonl, plain_python
 
 HUB_DATASETS = {"princeton-nlp/SWE-bench_Verified", "princeton-nlp/SWE-bench_Lite", "princeton-nlp/SWE-bench",
                 "SWE-Gym/SWE-Gym", "SWE-bench/SWE-bench_Verified"}
@@ -63,13 +63,8 @@ def load_parquet(path: Path) -> list[Instance]:
 
     frame = pd.read_parquet(path)
     records = frame.to_dict(orient="records")
-    out = [parse_instance(_plain(r), f"{path}: row {i}") for i, r in enumerate(records)]
+    out = [parse_instance(plain_python(r), f"{path}: row {i}") for i, r in enumerate(records)]
     return _check_unique(out, str(path))
-
-
-def _plain(record: dict) -> dict:
-    """Parquet gives numpy arrays for list columns; pydantic wants lists."""
-    return {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in record.items()}
 
 
 def load_hub(name: str, split: str = "test") -> list[Instance]:

@@ -47,6 +47,12 @@ class RowSampler(LogitsProcessor):
         return out
 
 
+def chat_ids(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> list[int]:
+    """Token ids of `messages` under the tokenizer's chat template (some versions return a BatchEncoding)."""
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=True)
+    return ids["input_ids"] if hasattr(ids, "keys") else ids
+
+
 def checkpoint_fingerprint(path: str) -> str:
     """Short content fingerprint: the checkpoint metadata when present, else file names and sizes."""
     p = Path(path)
@@ -100,8 +106,7 @@ class HFPolicy:
         tok = self.tokenizer
         rows, truncated = [], []
         for r in requests:
-            ids = tok.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=True)
-            ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
+            ids = chat_ids(tok, r.messages, add_generation_prompt=True)
             truncated.append(max(0, len(ids) - self.max_prompt_tokens))
             rows.append(ids[-self.max_prompt_tokens:])
         width = max(len(r) for r in rows)

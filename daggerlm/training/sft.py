@@ -21,7 +21,7 @@ from transformers.utils import logging as hf_logging
 
 from daggerlm.errors import InputError
 from daggerlm.io import atomic_write_json
-from daggerlm.policies.hf import CHECKPOINT_META, load_model_and_tokenizer
+from daggerlm.policies.hf import CHECKPOINT_META, chat_ids, load_model_and_tokenizer
 from daggerlm.training.config import TrainConfig
 
 
@@ -38,33 +38,25 @@ def _drop_too_long(ds: datasets.Dataset, tokenizer, max_length: int | None) -> t
         return ds, 0
 
     def fits(row) -> bool:
-        ids = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True)
-        ids = ids["input_ids"] if hasattr(ids, "keys") else ids
-        return len(ids) <= max_length
+        return len(chat_ids(tokenizer, row["prompt"] + row["completion"])) <= max_length
 
     kept = ds.filter(fits)
     return kept, len(ds) - len(kept)
 
 
 @torch.no_grad()
-def completion_loss(model, tokenizer, ds: datasets.Dataset, batch_size: int = 8) -> float:
+def completion_loss(model, tokenizer, ds: datasets.Dataset) -> float:
     """Mean token NLL of the completions given their prompts (what SFT minimises)."""
     model.eval()
     total, count = 0.0, 0
-    rows = list(ds)
-    for start in range(0, len(rows), batch_size):
-        for row in rows[start:start + batch_size]:
-            prompt = tokenizer.apply_chat_template(row["prompt"], tokenize=True, add_generation_prompt=True)
-            full = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True)
-            prompt = prompt["input_ids"] if hasattr(prompt, "keys") else prompt
-            full = full["input_ids"] if hasattr(full, "keys") else full
-            ids = torch.tensor([full], device=model.device)
-            labels = ids.clone()
-            labels[0, : len(prompt)] = -100
-            out = model(input_ids=ids, labels=labels)
-            n = int((labels[0, 1:] != -100).sum())
-            total += float(out.loss) * n
-            count += n
+    for row in ds:
+        prompt = chat_ids(tokenizer, row["prompt"], add_generation_prompt=True)
+        ids = torch.tensor([chat_ids(tokenizer, row["prompt"] + row["completion"])], device=model.device)
+        labels = ids.clone()
+        labels[0, : len(prompt)] = -100
+        n = int((labels[0, 1:] != -100).sum())
+        total += float(model(input_ids=ids, labels=labels).loss) * n
+        count += n
     return total / max(count, 1)
 
 
