@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 from daggerlm.io import atomic_write_json, stable_hash
@@ -43,7 +44,9 @@ class LabelCache:
 class CachedTeacher:
     """A teacher policy behind the label cache; counts calls and hits.
 
-    Thread-safe, and a state asked for twice at once is sent to the teacher only once.
+    Thread-safe without holding a lock during teacher calls (a slow HTTP teacher serves many
+    episodes at once); a state asked for twice at once is sent to the teacher only once, the
+    second asker waits for the first one's answer.
     """
 
     def __init__(self, teacher: Policy, cache: LabelCache):
@@ -51,6 +54,7 @@ class CachedTeacher:
         self.identity = teacher.identity
         self.calls = self.hits = 0
         self._lock = threading.Lock()
+        self._in_flight: dict[str, Future] = {}
 
     def key(self, request: PolicyRequest) -> str:
         return stable_hash({"state": state_hash(request), "teacher": self.identity}, length=32)
@@ -59,22 +63,46 @@ class CachedTeacher:
         """Labels for `requests`; each completion's meta says `cache: hit` or `cache: miss` (a teacher call)."""
         keys = [self.key(r) for r in requests]
         found: dict[str, Completion] = {}
+        owned: dict[str, PolicyRequest] = {}
+        waiting: dict[str, Future] = {}
         with self._lock:
-            for k in keys:
-                if k not in found and (hit := self.cache.get(k)) is not None:
+            for k, r in zip(keys, requests):
+                if k in found or k in owned or k in waiting:
+                    continue
+                if k in self._in_flight:
+                    waiting[k] = self._in_flight[k]
+                elif (hit := self.cache.get(k)) is not None:
                     found[k] = hit
-            missing = {k: r for k, r in zip(keys, requests) if k not in found}
-            fresh = dict(zip(missing, self.teacher.complete(list(missing.values())))) if missing else {}
-            for k, c in fresh.items():
-                self.cache.put(k, c)
-            self.calls += len(missing)
-            self.hits += len(keys) - len(missing)
-        out, called = [], set()
+                else:
+                    owned[k], self._in_flight[k] = r, Future()
+            self.calls += len(owned)
+            self.hits += len(keys) - len(owned)
+        if owned:
+            found.update(self._ask_teacher(owned))
+        for k, future in waiting.items():
+            found[k] = future.result()
+        out, first = [], set()
         for k in keys:
-            if k in fresh and k not in called:
-                called.add(k)
-                c, source = fresh[k], "miss"
-            else:
-                c, source = found.get(k) or fresh[k], "hit"
-            out.append(Completion(c.text, {**c.meta, "cache": source}))
+            miss = k in owned and k not in first
+            first.add(k)
+            out.append(Completion(found[k].text, {**found[k].meta, "cache": "miss" if miss else "hit"}))
         return out
+
+    def _ask_teacher(self, owned: dict[str, PolicyRequest]) -> dict[str, Completion]:
+        """Call the teacher for the states this caller owns; publish answers (or the error) to waiters."""
+        futures = {k: self._in_flight[k] for k in owned}
+        try:
+            completions = dict(zip(owned, self.teacher.complete(list(owned.values()))))
+            for k, c in completions.items():
+                self.cache.put(k, c)
+                futures[k].set_result(c)
+        except BaseException as e:
+            for f in futures.values():
+                if not f.done():
+                    f.set_exception(e)
+            raise
+        finally:
+            with self._lock:
+                for k in owned:
+                    self._in_flight.pop(k, None)
+        return completions
