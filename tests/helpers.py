@@ -57,3 +57,14 @@ class ScriptedPolicy:
 
     def complete(self, requests: list[PolicyRequest]) -> list[Completion]:
         return [Completion(self.responses.pop(0)) for _ in requests]
+
+
+class CountingPolicy:
+    """Wraps a policy and counts the requests it answered (to see what a resumed run recomputes)."""
+
+    def __init__(self, policy):
+        self.policy, self.identity, self.requests = policy, policy.identity, 0
+
+    def complete(self, requests: list[PolicyRequest]) -> list[Completion]:
+        self.requests += len(requests)
+        return self.policy.complete(requests)

@@ -3,14 +3,21 @@
 A wave is `concurrency` episodes, one thread each; the policies' lockstep batchers turn their
 requests into one batched call per turn. Waves start in input order, so which episodes share a
 batch does not depend on timing.
+
+An `ItemRunner` runs a stage's items (episodes, trajectories to label) at most once per key:
+`LocalRunner` keeps each result as a JSON file; the Prefect runner (`tasks/episodes.py`) makes
+each item a cached Prefect task. Either way an interrupted stage resumes where it stopped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, TypeVar
 
+from daggerlm.io import ResultStore
 from daggerlm.policies.batching import LockstepBatcher
 
 T = TypeVar("T")
@@ -38,3 +45,46 @@ def run_in_waves(items: Sequence[T], episode: Callable[[T], R], concurrency: int
                 if on_done:
                     on_done(item, result)
     return results
+
+
+@dataclass
+class Outcome:
+    results: list[dict]
+    """One JSON-able result per item, in input order."""
+    reused: int
+    """How many were made before (an earlier, interrupted run) and not recomputed."""
+
+
+class ItemRunner(Protocol):
+    def __call__(self, items: Sequence[T], names: Sequence[str], keys: Sequence[str], work: Callable[[T], dict], *,
+                 concurrency: int, batchers: Sequence[LockstepBatcher] = (),
+                 on_done: Callable[[dict], None] | None = None) -> Outcome:
+        """Run `work` on every item whose key has no result yet; `on_done` sees every result as it is ready."""
+        ...
+
+
+class LocalRunner:
+    """Results kept as `<root>/<name>.json`, tagged with their key (nothing kept when root is None)."""
+
+    def __init__(self, root: str | Path | None):
+        self.store = ResultStore(root) if root is not None else None
+
+    def __call__(self, items, names, keys, work, *, concurrency, batchers=(), on_done=None) -> Outcome:
+        results: dict[int, dict] = {}
+        for i, (name, key) in enumerate(zip(names, keys)):
+            if self.store and (value := self.store.get(name, key)) is not None:
+                results[i] = value
+                if on_done:
+                    on_done(value)
+        reused = len(results)
+
+        def finished(i: int, value: dict) -> None:
+            if self.store:
+                self.store.put(names[i], keys[i], value)
+            results[i] = value
+            if on_done:
+                on_done(value)
+
+        todo = [i for i in range(len(items)) if i not in results]
+        run_in_waves(todo, lambda i: work(items[i]), concurrency, batchers, finished)
+        return Outcome([results[i] for i in range(len(items))], reused)

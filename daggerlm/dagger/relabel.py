@@ -1,8 +1,9 @@
 """Label every visited state with the teacher's action.
 
 Teacher-executed turns already carry their label (the teacher's own response, from the rollout).
-Student-executed states are sent to the teacher here, in one batch, through the label cache: a
-state labeled before (this iteration or an earlier one) costs no teacher call.
+Student-executed states are sent to the teacher here, one batch per trajectory, trajectories
+concurrently, through the label cache: a state labeled before (this iteration or an earlier one,
+or by a run that was interrupted) costs no teacher call.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from daggerlm.agent.runner import ItemRunner, LocalRunner
 from daggerlm.agent.trajectory import Trajectory
 from daggerlm.dagger.label_cache import CachedTeacher, state_hash
 from daggerlm.instances.schema import Instance
+from daggerlm.io import stable_hash
 from daggerlm.policies.base import PolicyRequest
 
 LABEL_FORMAT = "daggerlm.labeled_example/1"
@@ -23,15 +26,24 @@ def state_request(traj: Trajectory, turn_index: int, instance: Instance) -> Poli
     return PolicyRequest(instance, traj.messages[: turn.prefix_len], turn.snapshot)
 
 
-def relabel(trajectories: Sequence[Trajectory], instances: dict[str, Instance],
-            teacher: CachedTeacher) -> tuple[list[Trajectory], list[dict]]:
+def relabel(trajectories: Sequence[Trajectory], instances: dict[str, Instance], teacher: CachedTeacher, *,
+            concurrency: int = 8, runner: ItemRunner | None = None) -> tuple[list[Trajectory], list[dict]]:
     """Fill every missing label; return the labeled trajectories and one example row per visited state."""
-    labeled = [t.model_copy(deep=True) for t in trajectories]
-    todo = [(traj, i) for traj in labeled for i, turn in enumerate(traj.turns) if turn.label is None]
-    requests = [state_request(traj, i, instances[traj.instance_id]) for traj, i in todo]
-    for (traj, i), completion in zip(todo, teacher.complete(requests)):
-        traj.turns[i].label = completion.text
-        traj.turns[i].meta = {**traj.turns[i].meta, "label_meta": completion.meta}
+
+    def label(traj: Trajectory) -> dict:
+        traj = traj.model_copy(deep=True)
+        todo = [i for i, turn in enumerate(traj.turns) if turn.label is None]
+        requests = [state_request(traj, i, instances[traj.instance_id]) for i in todo]
+        for i, completion in zip(todo, teacher.complete(requests) if requests else []):
+            traj.turns[i].label = completion.text
+            traj.turns[i].meta = {**traj.turns[i].meta, "label_meta": completion.meta}
+        return traj.model_dump(mode="json")
+
+    keys = [f"label-{t.iteration}-{stable_hash({'trajectory': t.model_dump(mode='json'), 'teacher': teacher.identity})}"
+            for t in trajectories]
+    outcome = (runner or LocalRunner(None))(trajectories, [t.instance_id for t in trajectories], keys, label,
+                                            concurrency=concurrency)
+    labeled = [Trajectory.model_validate(r) for r in outcome.results]
     rows = []
     for traj in labeled:
         inst = instances[traj.instance_id]

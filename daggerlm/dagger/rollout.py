@@ -2,7 +2,7 @@
 
 Every turn a seeded coin (or the roll-in rule) picks the actor. Teacher turns go through the label
 cache, so the teacher's action is also that state's label; student turns are labeled later, in the
-batched labeling stage. Each finished episode is written at once (resume after a crash).
+batched labeling stage. Each finished episode is kept at once (resume after a crash).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from daggerlm.agent.runner import run_in_waves
+from daggerlm.agent.runner import ItemRunner, LocalRunner
 from daggerlm.agent.scaffold import run_episode
 from daggerlm.agent.trajectory import Trajectory
 from daggerlm.config import AgentConfig, RuntimeConfig
@@ -19,47 +19,43 @@ from daggerlm.dagger.schedules import coin_schedule
 from daggerlm.errors import InputError
 from daggerlm.evaluation.evaluate import progress_bar
 from daggerlm.instances.schema import Instance
-from daggerlm.io import ResultStore, atomic_write_json, atomic_write_jsonl, stable_hash
+from daggerlm.io import atomic_write_json, atomic_write_jsonl, stable_hash
 from daggerlm.policies.base import Policy
 from daggerlm.policies.batching import LockstepBatcher
 
 
 def collect_rollouts(instances: Sequence[Instance], student: Policy, teacher: CachedTeacher, out_dir: str | Path, *,
                      iteration: int, beta: float, seed: int, runtime: RuntimeConfig, agent: AgentConfig,
-                     concurrency: int = 8, rollin_turns: int | None = None) -> dict:
-    """Run one episode per instance; write `episodes/`, `trajectories.jsonl` and `stats.json` to `out_dir`."""
+                     concurrency: int = 8, rollin_turns: int | None = None, runner: ItemRunner | None = None) -> dict:
+    """Run one episode per instance; write `trajectories.jsonl` and `stats.json` to `out_dir`.
+
+    An episode's key names everything it depends on (student checkpoint hash and sampling, teacher,
+    iteration, β, seed, roll-in, scaffold, instance); `runner` reuses episodes finished under the
+    same key (default: JSON files in `out_dir/episodes/`).
+    """
     out = Path(out_dir)
-    store = ResultStore(out / "episodes")
+    runner = runner or LocalRunner(out / "episodes")
     run_key = stable_hash({"student": student.identity, "teacher": teacher.identity, "iteration": iteration,
                            "beta": beta, "seed": seed, "rollin": rollin_turns, "agent": agent.model_dump(),
                            "runtime": runtime.model_dump(exclude={"workdir"})})
-    keys = {i.instance_id: stable_hash({"run": run_key, "instance": i.model_dump(mode="json")}) for i in instances}
-    done: dict[str, Trajectory] = {}
-    for inst in instances:
-        if (cached := store.get(inst.instance_id, keys[inst.instance_id])) is not None:
-            done[inst.instance_id] = Trajectory.model_validate(cached)
-    resumed = len(done)
+    keys = [f"rollout-{iteration}-{stable_hash({'run': run_key, 'instance': i.model_dump(mode='json')})}"
+            for i in instances]
     batcher = LockstepBatcher(student)
 
-    def episode(inst: Instance) -> Trajectory:
+    def episode(inst: Instance) -> dict:
         schedule = coin_schedule(seed, iteration, inst.instance_id, beta, rollin_turns)
         return run_episode(inst, {"teacher": teacher, "student": batcher}, schedule, runtime=runtime, agent=agent,
-                           iteration=iteration, beta=beta, seed=seed)
+                           iteration=iteration, beta=beta, seed=seed).model_dump(mode="json")
 
     with progress_bar(f"rollout {iteration}") as progress:
-        bar = progress.add_task("", total=len(instances), completed=resumed, info=f"β={beta:.2f}")
+        bar = progress.add_task("", total=len(instances), info=f"β={beta:.2f}")
+        outcome = runner(instances, [i.instance_id for i in instances], keys, episode, concurrency=concurrency,
+                         batchers=[batcher], on_done=lambda _: progress.update(bar, advance=1))
 
-        def finished(inst: Instance, traj: Trajectory) -> None:
-            store.put(inst.instance_id, keys[inst.instance_id], traj.model_dump(mode="json"))
-            done[inst.instance_id] = traj
-            progress.update(bar, advance=1)
-
-        run_in_waves([i for i in instances if i.instance_id not in done], episode, concurrency, [batcher], finished)
-
-    trajectories = [done[i.instance_id] for i in instances]
+    trajectories = [Trajectory.model_validate(r) for r in outcome.results]
     turns = [t for traj in trajectories for t in traj.turns]
     stats = {
-        "iteration": iteration, "beta": beta, "episodes": len(trajectories), "resumed_episodes": resumed,
+        "iteration": iteration, "beta": beta, "episodes": len(trajectories), "resumed_episodes": outcome.reused,
         "turns": len(turns), "teacher_turns": sum(t.actor == "teacher" for t in turns),
         "student_turns": sum(t.actor == "student" for t in turns),
         "teacher_calls": sum(t.actor == "teacher" and t.meta.get("cache") == "miss" for t in turns),

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from daggerlm.agent.runner import ItemRunner
 from daggerlm.config import Params
 from daggerlm.dagger.aggregate import aggregate, write_parquet
 from daggerlm.dagger.label_cache import CachedTeacher, LabelCache
@@ -122,23 +123,24 @@ def stage_init_model(p: Params) -> dict:
     return {"model": str(out), "built": True, "parameters": meta["parameters"]}
 
 
-def stage_rollout(p: Params, k: int) -> dict:
+def stage_rollout(p: Params, k: int, runner: ItemRunner | None = None) -> dict:
     student = make_policy(p.student.kind, **p.student.policy_kwargs(checkpoint(p, k)))
     return collect_rollouts(load_split(p, "train"), student, teacher(p), layout(p).rollouts(k), iteration=k,
                             beta=p.dagger.beta.beta(k), seed=p.seed, runtime=p.runtime, agent=p.agent,
-                            concurrency=p.dagger.concurrency, rollin_turns=p.dagger.rollin_turns)
+                            concurrency=p.dagger.concurrency, rollin_turns=p.dagger.rollin_turns, runner=runner)
 
 
-def stage_label(p: Params, k: int) -> dict:
+def stage_label(p: Params, k: int, runner: ItemRunner | None = None) -> dict:
     trajectories = read_trajectories(layout(p).rollouts(k) / "trajectories.jsonl")
     instances = {i.instance_id: i for i in load_split(p, "train")}
-    cached = teacher(p)
-    labeled, rows = relabel(trajectories, instances, cached)
+    labeled, rows = relabel(trajectories, instances, teacher(p), concurrency=p.dagger.concurrency, runner=runner)
     out = layout(p).labels(k)
     write_parquet(out / "labels.parquet", pd.DataFrame(rows))
     atomic_write_jsonl(out / "trajectories.jsonl", (t.model_dump(mode="json") for t in labeled))
+    # counted from the labels' own meta, so a resumed stage counts the calls its first attempt made
+    sources = [t.meta["label_meta"]["cache"] for traj in labeled for t in traj.turns if "label_meta" in t.meta]
     stats = {"iteration": k, "states": len(rows), "student_states": sum(r["actor"] == "student" for r in rows),
-             "teacher_calls": cached.calls, "cache_hits": cached.hits,
+             "teacher_calls": sources.count("miss"), "cache_hits": sources.count("hit"),
              "relabeled_differs": sum(r["actor"] == "student" and r["student_response"] != r["completion"][0]["content"]
                                       for r in rows)}
     atomic_write_json(out / "stats.json", stats)
@@ -165,12 +167,12 @@ def stage_train(p: Params, k: int) -> dict:
                  aggregate_hash=json.loads(agg_stats.read_text())["hash"], base_model=checkpoint(p, 0))
 
 
-def stage_evaluate(p: Params, k: int) -> dict:
+def stage_evaluate(p: Params, k: int, runner: ItemRunner | None = None) -> dict:
     from daggerlm.evaluation import evaluate
 
     policy, name = evaluation_policy(p, k + 1)
     return evaluate(load_split(p, "eval"), policy, layout(p).eval(k), runtime=p.runtime, agent=p.agent,
-                    concurrency=p.evaluation.concurrency, model_name=name, seed=p.seed)
+                    concurrency=p.evaluation.concurrency, model_name=name, seed=p.seed, runner=runner)
 
 
 

@@ -9,13 +9,13 @@ Outputs in `out_dir` (each written atomically):
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from statistics import mean
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from daggerlm.agent.runner import run_in_waves
+from daggerlm.agent.runner import ItemRunner, LocalRunner
 from daggerlm.agent.scaffold import run_episode
 from daggerlm.agent.trajectory import Trajectory
 from daggerlm.config import AgentConfig, RuntimeConfig
@@ -56,15 +56,14 @@ def compute_metrics(results: Sequence[dict]) -> dict:
 
 def evaluate(instances: Sequence[Instance], policy: Policy, out_dir: str | Path, *, runtime: RuntimeConfig,
              agent: AgentConfig, concurrency: int = 1, model_name: str = "daggerlm", seed: int = 0,
-             on_result: Callable[[dict], None] | None = None) -> dict:
+             runner: ItemRunner | None = None) -> dict:
     """Run, grade and record every instance; returns the metrics (also in `out_dir/metrics.json`)."""
     out = Path(out_dir)
     store = ResultStore(out / "results")
     run_key = stable_hash({"policy": policy.identity, "runtime": runtime.model_dump(exclude={"workdir"}),
                            "agent": agent.model_dump(), "seed": seed})
-    keys = {i.instance_id: stable_hash({"run": run_key, "instance": i.model_dump(mode="json")}) for i in instances}
-    results = {i.instance_id: r for i in instances if (r := store.get(i.instance_id, keys[i.instance_id])) is not None}
-    todo = [i for i in instances if i.instance_id not in results]
+    keys = [f"evaluate-{stable_hash({'run': run_key, 'instance': i.model_dump(mode='json')})}" for i in instances]
+    names = [i.instance_id for i in instances]
     batcher = LockstepBatcher(policy)
 
     def episode(inst: Instance) -> dict:
@@ -73,19 +72,19 @@ def evaluate(instances: Sequence[Instance], policy: Policy, out_dir: str | Path,
         return {"trajectory": trajectory.model_dump(mode="json"), "report": grade(inst, trajectory.patch, runtime)}
 
     with progress_bar("evaluate") as progress:
-        resolved = lambda: f"resolved {sum(r['report']['resolved'] for r in results.values())}"  # noqa: E731
-        bar = progress.add_task("", total=len(instances), completed=len(results), info=resolved())
+        resolved = 0
+        bar = progress.add_task("", total=len(instances), info="resolved 0")
 
-        def done(inst: Instance, result: dict) -> None:
-            store.put(inst.instance_id, keys[inst.instance_id], result)
-            results[inst.instance_id] = result
-            if on_result:
-                on_result(result)
-            progress.update(bar, advance=1, info=resolved())
+        def done(result: dict) -> None:
+            nonlocal resolved
+            resolved += bool(result["report"]["resolved"])
+            progress.update(bar, advance=1, info=f"resolved {resolved}")
 
-        run_in_waves(todo, episode, concurrency, [batcher], on_done=done)
-
-    ordered = [results[i.instance_id] for i in instances]
+        outcome = (runner or LocalRunner(store.root))(instances, names, keys, episode, concurrency=concurrency,
+                                                      batchers=[batcher], on_done=done)
+    ordered = outcome.results
+    for name, key, result in zip(names, keys, ordered):  # per-instance results, whichever runner made them
+        store.put(name, key, result)
     atomic_write_jsonl(out / "predictions.jsonl", (
         {"instance_id": r["trajectory"]["instance_id"], "model_name_or_path": model_name,
          "model_patch": r["trajectory"]["patch"]} for r in ordered))

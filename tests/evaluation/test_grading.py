@@ -7,6 +7,7 @@ from daggerlm.evaluation.grading import eval_script
 from daggerlm.policies import make_policy
 from daggerlm.config import AgentConfig
 from daggerlm.policies.oracle import gold_fix
+from tests.helpers import CountingPolicy
 
 
 def _breaking_patch(inst):
@@ -90,21 +91,18 @@ def test_eval_script_resets_test_files_before_the_test_patch(eval_instances):
 def test_evaluate_writes_predictions_metrics_and_resumes(eval_instances, runtime, tmp_path):
     out = tmp_path / "eval"
     items = eval_instances[:3]
-    seen = []
-    metrics = evaluate(items, make_policy("oracle"), out, runtime=runtime, agent=AgentConfig(), concurrency=2,
-                       model_name="oracle", on_result=seen.append)
+    oracle = CountingPolicy(make_policy("oracle"))
+    metrics = evaluate(items, oracle, out, runtime=runtime, agent=AgentConfig(), concurrency=2, model_name="oracle")
     assert metrics["resolve_rate"] == 1.0 and metrics["exit_statuses"] == {"Submitted": 3}
     assert metrics["mean_turns"] == 5 and metrics["format_error_rate"] == 0.0
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert [p["instance_id"] for p in preds] == [i.instance_id for i in items]
     assert all(p["model_patch"] == i.patch for p, i in zip(preds, items))
     assert json.loads((out / "metrics.json").read_text()) == metrics
-    assert len(seen) == 3
+    assert oracle.requests == 15 and len(list((out / "results").glob("*.json"))) == 3
     # a re-run finds every result and runs nothing
-    seen.clear()
-    again = evaluate(items, make_policy("oracle"), out, runtime=runtime, agent=AgentConfig(), concurrency=2,
-                     model_name="oracle", on_result=seen.append)
-    assert again == metrics and seen == []
+    again = evaluate(items, oracle, out, runtime=runtime, agent=AgentConfig(), concurrency=2, model_name="oracle")
+    assert again == metrics and oracle.requests == 15
 
 
 def test_metrics_count_statuses_and_format_errors():
