@@ -1,7 +1,8 @@
 """A pipeline stage as a Prefect task: DVC executes it (so DVC writes dvc.lock), Prefect retries it.
 
 `dvc repro --single-item STAGE` runs only that stage, and only if its deps or params changed:
-an unchanged stage is skipped in about a second.
+an unchanged stage is skipped in about a second. Episode stages are Prefect flows themselves
+(`flows/stage.py`); they are pointed at this flow's server.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 from prefect import task
+from prefect.client.orchestration import get_client
 from prefect.logging import get_run_logger
 
 
@@ -23,7 +25,9 @@ class StageFailed(RuntimeError):
 def dvc_stage(stage: str, project: str) -> dict:
     """Reproduce one DVC stage; returns whether it ran or was skipped."""
     logger = get_run_logger()
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1",
+    with get_client(sync_client=True) as client:  # the stage's own flow reports to this server, even a temporary one
+        api_url = str(client.api_url).rstrip("/")
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PREFECT_API_URL": api_url,
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     r = subprocess.run(["dvc", "repro", "--single-item", stage], cwd=project, env=env, capture_output=True, text=True)
     output = (r.stdout + r.stderr).strip()

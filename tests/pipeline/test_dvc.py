@@ -22,13 +22,14 @@ def make_project(tmp_path):
     """A git + DVC repository with the shipped dvc.yaml and tiny params; returns (path, params, env)."""
     project = tmp_path / "project"
     project.mkdir()
-    shutil.copy(REPO / "dvc.yaml", project / "dvc.yaml")
+    for name in ("dvc.yaml", "prefect.toml"):
+        shutil.copy(REPO / name, project / name)
     p = tiny_params(tmp_path, **{"data": "data", "student.model": "data/checkpoints/iter_0",
                                  "dagger.label_cache": ".daggerlm/label_cache", "runtime.workdir": None})
     params = p.model_dump(mode="json")
     params["pipeline"] = pipeline_paths(p.dagger.iterations)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (project / ".gitignore").write_text("/.daggerlm/\n")
+    (project / ".gitignore").write_text("/.daggerlm/\n/.prefect/\n")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
            "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}

@@ -1,0 +1,64 @@
+"""A stage's items (episodes, trajectories to label) as Prefect tasks.
+
+Each item is a task run, visible in the UI, whose result is persisted under the item's key (the
+key names the checkpoint hash, instance, iteration, β and seed): when a killed stage is started
+again, finished items come back from the cache and only the rest run. Waves of `concurrency`
+items keep the lockstep batches of `daggerlm.agent.runner`.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from prefect import task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.futures import as_completed
+from prefect.logging import get_run_logger
+
+from daggerlm.agent.runner import Outcome
+
+
+@task(cache_key_fn=lambda context, parameters: parameters["key"], persist_result=True, result_serializer="json",
+      task_run_name="{name}")
+def item_task(name: str, key: str, work) -> dict:
+    return work()
+
+
+class PrefectRunner:
+    """`ItemRunner` on Prefect tasks; `artifact_key` names the stage's progress artifact."""
+
+    def __init__(self, artifact_key: str):
+        self.artifact_key = artifact_key
+
+    def __call__(self, items, names, keys, work, *, concurrency, batchers=(), on_done=None) -> Outcome:
+        progress = create_progress_artifact(0.0, key=self.artifact_key, description="items done / all items")
+        results: dict[int, dict] = {}
+        ran: set[int] = set()
+
+        def body(i: int) -> dict:
+            ran.add(i)
+            try:
+                return work(items[i])
+            finally:
+                for b in batchers:
+                    b.finish()
+
+        step = max(1, concurrency)
+        for start in range(0, len(items), step):
+            wave = range(start, min(start + step, len(items)))
+            for b in batchers:
+                b.register(len(wave))
+            futures = {item_task.submit(names[i], keys[i], partial(body, i)): i for i in wave}
+            for future in as_completed(futures):
+                i = futures[future]
+                if i not in ran:  # a cache hit: its body never ran, so the batcher must stop waiting for it
+                    for b in batchers:
+                        b.finish()
+                results[i] = future.result()
+                if on_done:
+                    on_done(results[i])
+                update_progress_artifact(progress, 100.0 * len(results) / len(items))
+        reused = len(items) - len(ran)
+        get_run_logger().info(f"{self.artifact_key}: {reused} of {len(items)} items reused from the cache, "
+                              f"{len(ran)} run")
+        return Outcome([results[i] for i in range(len(items))], reused)
