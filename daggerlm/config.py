@@ -42,6 +42,9 @@ class RuntimeConfig(Section):
     dependencies out of the task repositories' test runs (and makes each run ~4x faster)."""
     allow_unsandboxed: bool = False
     """Run agent commands without network and filesystem isolation when namespaces are unavailable. Unsafe."""
+    mask_durations: bool = True
+    """Show test-runner durations ("3 passed in 0.02s") as "in <t>": the same state then gives the same
+    observation in every run, so the label cache hits and a re-run reproduces the same data."""
 
 
 class AgentConfig(Section):

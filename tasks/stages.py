@@ -35,5 +35,8 @@ def dvc_stage(stage: str, project: str) -> dict:
         logger.error(output[-4000:])
         raise StageFailed(f"dvc repro {stage} failed (exit {r.returncode}): {output.splitlines()[-1] if output else ''}")
     ran = "Running stage" in output
+    for line in output.splitlines():  # relay what an episode stage says of itself: its stats, what it reused
+        if f"{stage}: " in line or "reused from the cache" in line:
+            logger.info(line.split(" - ", 1)[-1])
     logger.info(f"{stage}: {'ran' if ran else 'up to date, skipped'}")
     return {"stage": stage, "ran": ran}

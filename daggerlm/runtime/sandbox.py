@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import re
 import tempfile
 import threading
 import time
@@ -46,6 +47,10 @@ idx="$HOME/.daggerlm-index"; cp .git/index "$idx" 2>/dev/null
 GIT_INDEX_FILE="$idx" git add -A >/dev/null 2>&1
 git rev-parse HEAD; GIT_INDEX_FILE="$idx" git diff --cached --binary "$BASE_COMMIT"; rc=$?; rm -f "$idx"; exit $rc
 """
+
+
+DURATION = re.compile(r"\bin \d+(?:\.\d+)?s\b(?: \(\d+:\d\d:\d\d\))?")
+"""A test runner's wall time: pytest's "in 0.02s (0:00:00)", unittest's "Ran 3 tests in 0.001s"."""
 
 
 class UnsafeSandboxError(RuntimeError):
@@ -193,7 +198,10 @@ class LocalSandbox:
             proc.wait()
         reader.join(timeout=5)
         self.n_commands += 1
-        out = {"output": reader.text(), "returncode": proc.returncode, "exception_info": "",
+        text = reader.text()
+        if self.config.mask_durations:
+            text = DURATION.sub("in <t>", text)
+        out = {"output": text, "returncode": proc.returncode, "exception_info": "",
                "extra": {"duration_s": round(time.monotonic() - start, 4), "output_bytes": reader.total}}
         if timed_out:
             out["returncode"] = -1

@@ -18,14 +18,14 @@ def _run(args, cwd, env):
     return r.stdout + r.stderr
 
 
-def make_project(tmp_path):
+def make_project(tmp_path, **overrides):
     """A git + DVC repository with the shipped dvc.yaml and tiny params; returns (path, params, env)."""
     project = tmp_path / "project"
     project.mkdir()
     for name in ("dvc.yaml", "prefect.toml"):
         shutil.copy(REPO / name, project / name)
     p = tiny_params(tmp_path, **{"data": "data", "student.model": "data/checkpoints/iter_0",
-                                 "dagger.label_cache": ".daggerlm/label_cache", "runtime.workdir": None})
+                                 "dagger.label_cache": ".daggerlm/label_cache", "runtime.workdir": None, **overrides})
     params = p.model_dump(mode="json")
     params["pipeline"] = pipeline_paths(p.dagger.iterations)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -1,46 +1,146 @@
-"""The Prefect flow on a temporary local server: stages run through DVC, a re-run skips them all."""
+"""The Prefect flow on a temporary local server: stages run through DVC, a re-run skips them all, a
+killed run resumes without recomputing finished episodes, and a fresh clone reproduces from the remote."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 
+import pandas as pd
+import pytest
+
 from tests.conftest import REPO
 from tests.pipeline.test_dvc import make_project
 
+PREFECT_ENV = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+               "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", "PYTHONPATH": str(REPO)}
+N_STAGES = 3 + 5 * 2
+FLOW = ("import sys; from flows.dagger import dagger_flow, DaggerRun; "
+        "dagger_flow(DaggerRun(project=sys.argv[1]))")
 
-def _flow(project, env, *args):
-    code = ("import sys; from flows.dagger import dagger_flow, DaggerRun; "
-            f"dagger_flow(DaggerRun(project={str(project)!r}, **{{k: int(v) for k, v in (a.split('=') for a in sys.argv[1:])}}))")
+
+def _project(tmp_path):
+    # two waves of two episodes per rollout, so a kill can land between finished and unfinished episodes
+    project, p, env = make_project(tmp_path, **{"dagger.concurrency": 2})
+    return project, p, {**env, **PREFECT_ENV, "PREFECT_HOME": str(tmp_path / "prefect")}
+
+
+def _flow(project, env):
     start = time.monotonic()
-    r = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, env=env, capture_output=True, text=True,
-                       timeout=1500)
-    return r, time.monotonic() - start
+    r = subprocess.run([sys.executable, "-c", FLOW, str(project)], cwd=REPO, env=env, capture_output=True,
+                       text=True, timeout=1500)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r.stdout + r.stderr, time.monotonic() - start
 
 
-def test_flow_runs_stages_through_dvc_and_reruns_cached(tmp_path):
-    project, p, env = make_project(tmp_path)
-    env = {**env, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "DO_NOT_TRACK": "1", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-           "PYTHONPATH": str(REPO)}
-    first, t1 = _flow(project, env)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert f"stages run: {3 + 5 * p.dagger.iterations} of {3 + 5 * p.dagger.iterations}" in first.stdout + first.stderr
-    status = subprocess.run(["dvc", "status"], cwd=project, env=env, capture_output=True, text=True)
-    assert "Data and pipelines are up to date" in status.stdout
-    second, t2 = _flow(project, env)
-    assert second.returncode == 0
-    assert f"stages run: 0 of {3 + 5 * p.dagger.iterations}" in second.stdout + second.stderr
-    assert t2 < 0.5 * t1, (t1, t2)
+def _sh(args, cwd, env):
+    r = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=1500)
+    assert r.returncode == 0, f"{' '.join(map(str, args))}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r.stdout + r.stderr
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One uninterrupted run of the flow: (project, params, env, output, seconds)."""
+    project, p, env = _project(tmp_path_factory.mktemp("uninterrupted"))
+    out, seconds = _flow(project, env)
+    return project, p, env, out, seconds
+
+
+def test_flow_runs_every_stage_then_dvc_is_up_to_date(finished):
+    project, p, env, out, _ = finished
+    assert f"stages run: {N_STAGES} of {N_STAGES}" in out
+    assert "Data and pipelines are up to date" in _sh(["dvc", "status"], project, env)
     rows = json.loads((project / "data" / "report" / "iterations.json").read_text())
-    assert len(rows) == p.dagger.iterations
+    assert [r["iteration"] for r in rows] == [0, 1]
+
+
+def test_second_run_skips_every_stage_in_a_fraction_of_the_time(finished):
+    project, _, env, _, first = finished
+    out, second = _flow(project, env)
+    assert f"stages run: 0 of {N_STAGES}" in out
+    print(f"first run {first:.1f} s, second run {second:.1f} s, ratio {second / first:.2f}")
+    assert second < 0.5 * first, (first, second)
+
+
+def _rollout_results(prefect_home, k):
+    return list((prefect_home / "storage").glob(f"rollout-{k}-*"))
+
+
+def _without_timings(value):
+    """Wall-clock fields (policy_s, env_s, wall_s) are the only things two runs may differ in."""
+    if isinstance(value, dict):
+        return {k: _without_timings(v) for k, v in value.items() if not k.endswith("_s")}
+    if isinstance(value, list):
+        return [_without_timings(v) for v in value]
+    return value
+
+
+def _trajectories(path):
+    return [_without_timings(json.loads(line)) for line in path.read_text().splitlines()]
+
+
+def _same_data(a, b):
+    for k in (0, 1):
+        for stage in ("rollouts", "labels"):
+            path = f"data/{stage}/iter_{k}/trajectories.jsonl"
+            assert _trajectories(a / path) == _trajectories(b / path), path
+        path = f"data/aggregated/iter_{k}/train.parquet"
+        pd.testing.assert_frame_equal(pd.read_parquet(a / path), pd.read_parquet(b / path))
+        path = f"data/eval/iter_{k}/metrics.json"
+        assert (a / path).read_text() == (b / path).read_text(), path
+    path = "data/report/iterations.json"
+    assert json.loads((a / path).read_text()) == json.loads((b / path).read_text())
+
+
+def test_sigkill_mid_rollout_resumes_without_recomputing_finished_episodes(finished, tmp_path):
+    reference = finished[0]
+    project, p, env = _project(tmp_path)
+    home = tmp_path / "prefect"
+    proc = subprocess.Popen([sys.executable, "-c", FLOW, str(project)], cwd=REPO, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 900
+    while not _rollout_results(home, 1):  # the first episodes of iteration 1's rollout are done
+        assert proc.poll() is None and time.monotonic() < deadline, "the flow ended before rollout@1"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished_at_kill = len(_rollout_results(home, 1))
+    assert not (project / "data/rollouts/iter_1/trajectories.jsonl").exists()  # no partial output looks finished
+
+    out, _ = _flow(project, env)
+    stats = json.loads((project / "data/rollouts/iter_1/stats.json").read_text())
+    print(f"killed with {finished_at_kill} of {p.instances.train.n} episodes done; "
+          f"the restart reused {stats['resumed_episodes']}")
+    assert finished_at_kill <= stats["resumed_episodes"] < p.instances.train.n
+    assert f"{stats['resumed_episodes']} of {p.instances.train.n} items reused" in out
+    _same_data(reference, project)
+
+
+def test_fresh_clone_pulls_then_has_nothing_to_reproduce(finished, tmp_path):
+    project, _, env, _, _ = finished
+    remote = tmp_path / "remote"
+    _sh(["dvc", "remote", "add", "-d", "-f", "store", str(remote)], project, env)
+    _sh(["dvc", "push"], project, env)
+    _sh(["git", "add", "-A"], project, env)
+    _sh(["git", "commit", "-qm", "run"], project, env)
+    clone = tmp_path / "clone"
+    _sh(["git", "clone", "-q", str(project), str(clone)], tmp_path, env)
+    _sh(["dvc", "pull"], clone, env)
+    assert "Data and pipelines are up to date" in _sh(["dvc", "status"], clone, env)
+    assert "Running stage" not in _sh(["dvc", "repro"], clone, env)
+    metrics = (clone / "data/eval/iter_1/metrics.json").read_text()
+    (clone / "data/eval/iter_1/metrics.json").unlink()
+    out = _sh(["dvc", "repro", "-f", "evaluate@1"], clone, env)
+    assert "Running stage 'evaluate@1'" in out
+    assert (clone / "data/eval/iter_1/metrics.json").read_text() == metrics
+    assert json.loads(metrics)["n_instances"] > 0
 
 
 def test_bad_ui_params_fail_before_any_stage(tmp_path):
-    project, _, env = make_project(tmp_path)
-    env = {**env, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "DO_NOT_TRACK": "1", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", "PYTHONPATH": str(REPO)}
+    project, _, env = _project(tmp_path)
     code = ("from flows.dagger import dagger_flow; "
             f"dagger_flow({{'project': {str(project)!r}, 'beta': {{'kind': 'constant', 'value': 1.5}}}})")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)

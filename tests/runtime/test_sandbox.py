@@ -1,4 +1,5 @@
 import os
+import re
 import time
 
 import pytest
@@ -97,3 +98,13 @@ def test_instance_without_repository_is_rejected(swebench_sample):
 
     with pytest.raises(InputError, match="django__django-10973: no repo_files"):
         LocalSandbox(load_instances(swebench_sample)[0], RuntimeConfig())
+
+
+def test_test_runner_durations_are_masked_unless_switched_off(eval_instances, runtime):
+    command = "python -m pytest -q 2>&1 | tail -1; python -m unittest 2>&1 | grep Ran"
+    with LocalSandbox(eval_instances[0], runtime) as b:
+        out = b.run(command)["output"]
+    assert " in <t>" in out and "Ran 0 tests in <t>" in out, out
+    with LocalSandbox(eval_instances[0], runtime.model_copy(update={"mask_durations": False})) as b:
+        out = b.run(command)["output"]
+    assert " in <t>" not in out and re.search(r"passed in \d+\.\d+s", out), out
