@@ -6,6 +6,7 @@ params.yaml fails with one line naming the key instead of being silently ignored
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -194,8 +195,9 @@ def load_params(path: str | Path | None = None, overrides: dict | None = None) -
         raise InputError(_describe(err, source)) from None
 
 
-def set_iterations(path: str | Path, n: int) -> None:
-    """Rewrite `dagger.iterations` and `pipeline` in a params file, keeping its comments and layout."""
+def edit_params(path: str | Path, edit: Callable[[dict], None]) -> None:
+    """Apply `edit` to a params file, keeping its comments, quotes and layout; recompute `pipeline`
+    (the paths DVC templates cannot compute); validate; write only if something changed."""
     import io
 
     from ruamel.yaml import YAML
@@ -204,13 +206,21 @@ def set_iterations(path: str | Path, n: int) -> None:
 
     path = Path(path)
     rt = YAML()
-    data = rt.load(path.read_text()) if path.is_file() else {}
-    data.setdefault("dagger", {})["iterations"] = n
-    data["pipeline"] = pipeline_paths(n, str(data.get("data", "data")))
+    rt.preserve_quotes = True
+    before = path.read_text() if path.is_file() else ""
+    data = rt.load(before) or {}
+    edit(data)
+    data["pipeline"] = pipeline_paths(int(data.get("dagger", {}).get("iterations", 1)), str(data.get("data", "data")))
     buffer = io.StringIO()
     rt.dump(data, buffer)
     try:
         Params.model_validate(yaml.safe_load(buffer.getvalue()))
     except ValidationError as err:
         raise InputError(_describe(err, str(path))) from None
-    atomic_write_text(path, buffer.getvalue())
+    if buffer.getvalue() != before:
+        atomic_write_text(path, buffer.getvalue())
+
+
+def set_iterations(path: str | Path, n: int) -> None:
+    """Rewrite `dagger.iterations` and `pipeline` in a params file."""
+    edit_params(path, lambda data: data.setdefault("dagger", {}).__setitem__("iterations", n))

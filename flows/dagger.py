@@ -9,7 +9,6 @@ an unchanged stage is skipped.
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -18,10 +17,9 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.artifacts import update_progress_artifact
 from pydantic import BaseModel, ConfigDict, Field
 
-from daggerlm.config import load_params, set_iterations
+from daggerlm.config import edit_params, load_params
 from daggerlm.dagger.loop import markdown_table
 from daggerlm.dagger.schedules import BetaSchedule
-from daggerlm.io import atomic_write_text
 from tasks.stages import dvc_stage
 
 
@@ -45,23 +43,21 @@ def stage_order(iterations: int) -> list[str]:
 
 def write_params(run: DaggerRun) -> int:
     """Apply the UI's values to params.yaml (comments kept); returns the number of iterations."""
-    from ruamel.yaml import YAML
-
     path = Path(run.project) / "params.yaml"
-    rt = YAML()
-    data = rt.load(path.read_text())
-    if run.beta is not None:
-        data["dagger"]["beta"] = run.beta.model_dump()
-    if run.seed is not None:
-        data["seed"] = run.seed
-    if run.train_instances is not None:
-        data["instances"]["train"]["n"] = run.train_instances
-    if run.eval_instances is not None:
-        data["instances"]["eval"]["n"] = run.eval_instances
-    buffer = io.StringIO()
-    rt.dump(data, buffer)
-    atomic_write_text(path, buffer.getvalue())
-    set_iterations(path, run.iterations or int(data["dagger"]["iterations"]))
+
+    def edit(data: dict) -> None:
+        if run.iterations is not None:
+            data["dagger"]["iterations"] = run.iterations
+        if run.beta is not None:
+            data["dagger"]["beta"] = run.beta.model_dump()
+        if run.seed is not None:
+            data["seed"] = run.seed
+        if run.train_instances is not None:
+            data["instances"]["train"]["n"] = run.train_instances
+        if run.eval_instances is not None:
+            data["instances"]["eval"]["n"] = run.eval_instances
+
+    edit_params(path, edit)
     return load_params(path).dagger.iterations
 
 

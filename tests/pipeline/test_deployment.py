@@ -15,10 +15,16 @@ from tests.pipeline.test_dvc import make_project
 READ_BACK = """
 import json, sys
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 with get_client(sync_client=True) as client:
     run = client.read_flow_run(sys.argv[1])
     artifacts = client.read_artifacts()
-    print(json.dumps({"state": run.state.type.value,
+    stages = {}
+    for stage_run in client.read_flow_runs():
+        if "@" in stage_run.name:
+            tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[stage_run.id])))
+            stages[stage_run.name] = sorted(t.name for t in tasks)
+    print(json.dumps({"state": run.state.type.value, "stages": stages,
                       "artifacts": {a.key: a.data for a in artifacts if a.key}}, default=str))
 """
 
@@ -71,5 +77,13 @@ def test_deployment_runs_on_a_process_worker(tmp_path):
     table = artifacts["dagger-eval-instances"]
     table = json.loads(table) if isinstance(table, str) else table
     assert len(table) == p.instances.eval.n and {"instance_id", "resolved"} <= set(table[0])
+    # the episode stages ran as flows on the same server, one task run per episode, each with its progress
+    train_ids = sorted(json.loads(line)["instance_id"]
+                       for line in (project / "data/instances/train.jsonl").read_text().splitlines())
+    for k in range(p.dagger.iterations):
+        assert seen["stages"][f"rollout@{k}"] == train_ids == seen["stages"][f"label@{k}"]
+        assert len(seen["stages"][f"evaluate@{k}"]) == p.instances.eval.n
+        for stage in ("rollout", "label", "evaluate"):
+            assert float(artifacts[f"{stage}-{k}-progress"]) == 100.0
     status = subprocess.run(["dvc", "status"], cwd=project, env=env, capture_output=True, text=True)
     assert "Data and pipelines are up to date" in status.stdout
