@@ -67,6 +67,53 @@ def instances_synth(
     console.print(f"wrote {n} {split} instances (seed {seed}) to {out}")
 
 
+@instances_app.command("mutate")
+def instances_mutate(
+    out: Annotated[Path, typer.Option(help="JSONL file to write.")],
+    library: Annotated[Optional[list[str]], typer.Option(help="Library of libraries.yaml (repeatable; default all).")] = None,
+    n: Annotated[int, typer.Option(min=1, help="Instances per library.")] = 30,
+    seed: int = 0,
+    workers: Annotated[int, typer.Option(min=1, help="Candidates validated in parallel.")] = 2,
+    cache: Annotated[Path, typer.Option(help="Sources, clean commits and validation results.")] = Path(".daggerlm/libraries"),
+    libraries: Annotated[Optional[Path], typer.Option(help="Library config (versions, tests, pytest args).")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Procedural bugs in real libraries, validated by their own tests (resumable; same seed, same instances)."""
+    from rich.progress import Progress
+
+    from daggerlm.instances import write_instances
+    from daggerlm.instances.library_bugs import LIBRARIES, LibrarySkipped, load_libraries, mutate_library
+    from daggerlm.io import atomic_write_json
+
+    known = load_libraries(libraries or LIBRARIES)
+    chosen = library or list(known)
+    unknown = [name for name in chosen if name not in known]
+    if unknown:
+        raise InputError(f"--library {unknown[0]!r}: not in {libraries or LIBRARIES} (known: {', '.join(known)})")
+    runtime = _params(params, set_).runtime
+    found, reports = [], []
+    with Progress(console=console) as progress:
+        for name in chosen:
+            bar = progress.add_task(name, total=n)
+            try:
+                items, report = mutate_library(known[name], n, seed, cache, runtime, workers,
+                                               on_progress=lambda kept, tried: progress.update(bar, completed=kept))
+            except LibrarySkipped as e:
+                console.print(f"[yellow]skipped[/yellow] {e}")
+                reports.append({"library": name, "skipped": str(e)})
+                continue
+            found += items
+            reports.append(report)
+    write_instances(out, found)
+    atomic_write_json(out.with_suffix(".report.json"), reports)
+    for r in reports:
+        console.print(r)
+    console.print(f"wrote {len(found)} instances to {out} (report: {out.with_suffix('.report.json')})")
+    if not found:
+        raise typer.Exit(1)
+
+
 @instances_app.command("validate")
 def instances_validate(spec: str, split: str = "test") -> None:
     """Load and validate instances; print what they hold."""
@@ -286,9 +333,7 @@ def main() -> None:
     except (typer.Exit, SystemExit) as e:
         sys.exit(getattr(e, "exit_code", getattr(e, "code", 0)) or 0)
     except Exception as e:
-        import click
-
-        if isinstance(e, click.ClickException):
+        if hasattr(e, "show") and hasattr(e, "exit_code"):  # a usage error (typer vendors click's exceptions)
             e.show()
             sys.exit(e.exit_code)
         raise

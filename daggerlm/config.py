@@ -38,6 +38,9 @@ class RuntimeConfig(Section):
     """Parent directory of episode directories (default: the system temporary directory)."""
     python: str | None = None
     """Interpreter that `python` means inside the sandbox (default: the one running daggerlm)."""
+    envs_dir: str = ".daggerlm/envs"
+    """Per-repository virtual environments; an instance's `environment` names one (its python then
+    runs that instance's commands)."""
     env: dict[str, str] = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     """Extra environment of agent commands. The default keeps the pytest plugins of daggerlm's own
     dependencies out of the task repositories' test runs (and makes each run ~4x faster)."""

@@ -40,7 +40,8 @@ def eval_script(instance: Instance) -> str:
 def grade(instance: Instance, patch: str, runtime: RuntimeConfig | None = None) -> dict:
     """Report for one patch: `resolved`, whether it applied, and the per-test outcome."""
     runtime = runtime or RuntimeConfig()
-    runtime = runtime.model_copy(update={"timeout_s": max(120.0, runtime.timeout_s)})  # a whole test suite runs
+    runtime = runtime.model_copy(update={"timeout_s": max(120.0, runtime.timeout_s),  # a whole test suite runs
+                                         "max_output_bytes": max(16 << 20, runtime.max_output_bytes)})
     with LocalSandbox(instance, runtime) as box:
         (box.root / "home" / "model.patch").write_text(patch or "")
         (box.root / "home" / "test.patch").write_text(instance.test_patch or "")

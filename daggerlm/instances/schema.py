@@ -39,6 +39,9 @@ class Instance(BaseModel):
     """Inline repository snapshot at `base_commit` (small synthetic repositories)."""
     repo_snapshot: str | None = None
     """Path to a git repository that contains `base_commit` (local runtimes)."""
+    environment: str | None = None
+    """Name of the per-repository virtual environment (under `runtime.envs_dir`) whose python runs
+    this instance's code locally; None: `runtime.python`."""
     format: str = INSTANCE_FORMAT
 
     @field_validator("FAIL_TO_PASS", "PASS_TO_PASS", mode="before")

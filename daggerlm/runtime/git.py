@@ -49,3 +49,20 @@ def diff_against(repo: Path, commit: str, files: dict[str, str]) -> str:
     patch = git(repo, "diff", "--cached", commit)
     git(repo, "reset", "-q", "--hard", commit)
     return patch
+
+
+def commit_file_change(repo: Path, parent: str, path: str, text: str, message: str) -> str:
+    """A commit on top of `parent` that changes one file, made without touching the worktree or the
+    index (a private index file), so many can be made in one repository; deterministic hash."""
+    import tempfile
+
+    blob = git(repo, "hash-object", "-w", "--stdin", input=text).strip()
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, **GIT_ENV, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        run = lambda *args: subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,  # noqa: E731
+                                           env=env, check=True).stdout.strip()
+        run("read-tree", parent)
+        mode = run("ls-files", "-s", "--", path).split(" ")[0] or "100644"
+        run("update-index", "--cacheinfo", f"{mode},{blob},{path}")
+        tree = run("write-tree")
+    return git(repo, "commit-tree", tree, "-p", parent, "-m", message).strip()

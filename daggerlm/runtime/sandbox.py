@@ -151,6 +151,11 @@ class LocalSandbox:
         (home / "tmp").mkdir(parents=True)
         (self.root / "bin").mkdir()
         python = self.config.python or sys.executable
+        if inst.environment:
+            python = str(Path(self.config.envs_dir).resolve() / inst.environment / "bin" / "python")
+            if not Path(python).is_file():
+                raise InputError(f"instance {inst.instance_id}: environment {inst.environment!r} is not built in "
+                                 f"{self.config.envs_dir} (`daggerlm instances mutate` builds it)")
         wrapper = self.root / "bin" / "python"
         wrapper.write_text(f'#!/bin/sh\nexec "{python}" "$@"\n')
         wrapper.chmod(0o555)

@@ -1,0 +1,232 @@
+"""Task instances from real libraries: one procedural bug each, validated by the library's own tests.
+
+1. Fetch the library's pinned source distribution (`pip download`, once) and commit it to a git
+   repository with a fixed identity, so the clean commit is the same on every machine.
+2. Run its test suite in the sandbox on the clean commit: a library with no tests, or whose suite
+   fails before any mutation, is reported and skipped with the reason.
+3. Enumerate single-node mutations (`ast_mutations`) in its non-test modules, shuffle them with the
+   seed, and validate them in parallel: commit the mutant, run the suite, keep it if ≥ 1 test that
+   passed now fails (FAIL_TO_PASS) while ≥ 1 still passes (PASS_TO_PASS).
+4. The gold patch is the reverse diff; grading re-checks that it resolves and that an empty patch
+   does not. Validation outcomes are kept per candidate, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import random
+import tarfile
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+
+import yaml
+from swebench.harness.log_parsers.python import parse_log_pytest
+
+from daggerlm.config import RuntimeConfig
+from daggerlm.errors import InputError
+from daggerlm.evaluation.grading import grade
+from daggerlm.instances.ast_mutations import AstMutation, candidates
+from daggerlm.instances.schema import Instance
+from daggerlm.io import ResultStore, atomic_write_text, stable_hash
+from daggerlm.runtime.envs import build_env
+from daggerlm.runtime.git import commit_files, commit_file_change, git
+from daggerlm.runtime.sandbox import LocalSandbox
+
+LIBRARIES = Path(__file__).with_name("libraries.yaml")
+FAILED = ("FAILED", "ERROR")
+FINE = ("PASSED", "SKIPPED", "XFAIL")
+
+
+@dataclass(frozen=True)
+class Library:
+    name: str
+    version: str
+    package: str
+    tests: str
+    pytest_args: list[str] = field(default_factory=list)
+    test_requires: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}-{self.version}"
+
+
+class LibrarySkipped(Exception):
+    """The library cannot give instances; the message says why."""
+
+
+def load_libraries(path: str | Path = LIBRARIES) -> dict[str, Library]:
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    try:
+        return {name: Library(name=name, **spec) for name, spec in data.items()}
+    except TypeError as e:
+        raise InputError(f"{path}: {e} (expected version, package, tests, pytest_args)") from None
+
+
+def fetch(lib: Library, cache: Path) -> tuple[Path, str]:
+    """(git repository of the sdist, its clean commit); downloaded and committed once per version."""
+    root = cache / lib.label
+    done = root / "clean_commit"
+    if done.is_file():
+        return root / "repo", done.read_text().strip()
+    with tempfile.TemporaryDirectory(dir=cache.parent if cache.parent.exists() else None) as tmp:
+        r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+                            "-d", tmp, f"{lib.name}=={lib.version}"], capture_output=True, text=True)
+        archives = list(Path(tmp).glob("*.tar.gz"))
+        if r.returncode != 0 or not archives:
+            raise LibrarySkipped(f"{lib.label}: no source distribution could be downloaded "
+                                 f"({(r.stderr.strip().splitlines() or ['pip gave nothing'])[-1]})")
+        with tarfile.open(archives[0]) as tar:
+            tar.extractall(Path(tmp) / "src", filter="data")
+        (top,) = (Path(tmp) / "src").iterdir()
+        files = {str(p.relative_to(top)): p.read_text(errors="replace") for p in sorted(top.rglob("*"))
+                 if p.is_file() and ".egg-info" not in p.as_posix()}
+        if root.exists():
+            shutil.rmtree(root)
+        commit = commit_files(root / "repo", files, message=f"{lib.label} (sdist)")
+    atomic_write_text(done, commit + "\n")
+    return root / "repo", commit
+
+
+def build_library_env(lib: Library, runtime: RuntimeConfig) -> str:
+    """The library's environment (itself for its metadata, pytest, its test dependencies); its name."""
+    build_env(runtime.envs_dir, lib.label, [f"{lib.name}=={lib.version}", f"pytest=={version('pytest')}",
+                                            *lib.test_requires])
+    return lib.label
+
+
+def _probe(lib: Library, repo: Path, commit: str) -> Instance:
+    """A stand-in instance that lets the sandbox check out any commit of the library's repository."""
+    return Instance(instance_id=f"{lib.name}__probe", repo=f"pypi/{lib.name}", base_commit=commit, patch="",
+                    test_patch="", problem_statement="probe", FAIL_TO_PASS=[], PASS_TO_PASS=[], source="mutation",
+                    repo_snapshot=str(repo), environment=lib.label)
+
+
+@dataclass
+class SuiteRun:
+    status: dict[str, str]
+    """Test id -> PASSED / FAILED / ERROR / SKIPPED (swebench's pytest log parser)."""
+    log: str
+    seconds: float
+    timed_out: bool
+
+
+def run_suite(lib: Library, repo: Path, commit: str, runtime: RuntimeConfig, timeout_s: float) -> SuiteRun:
+    """The library's test suite at `commit`, run in the sandbox (a mutant may loop forever: time limit)."""
+    runtime = runtime.model_copy(update={"timeout_s": timeout_s,
+                                         "max_output_bytes": max(16 << 20, runtime.max_output_bytes)})
+    args = " ".join(["-rA", "-q", "-p", "no:cacheprovider", *lib.pytest_args, lib.tests])
+    with LocalSandbox(_probe(lib, repo, commit), runtime) as box:
+        out = box.run(f"COLUMNS=300 python -m pytest {args}")  # COLUMNS: short summaries untruncated
+    status = {t: s for t, s in parse_log_pytest(out["output"], None).items() if "::" in t}  # tests, not messages
+    return SuiteRun(status, out["output"], out["extra"]["duration_s"], bool(out["extra"].get("timed_out")))
+
+
+def suite_timeout(baseline: SuiteRun) -> float:
+    """A mutant's suite may take a few times the clean one's time; longer means it hangs."""
+    return max(20.0, 5 * baseline.seconds)
+
+
+def _summary(log: str, test: str) -> str:
+    """pytest's one-line reason for a failed test (its short test summary line)."""
+    for line in log.splitlines():
+        if line.startswith(FAILED) and test in line and " - " in line:
+            return line.split(" - ", 1)[1].strip()[:300]
+    return ""
+
+
+def problem_statement(lib: Library, fail_to_pass: list[str], log: str) -> str:
+    shown = fail_to_pass[:5]
+    more = f"\n... and {len(fail_to_pass) - len(shown)} more" if len(fail_to_pass) > len(shown) else ""
+    reason = next((r for r in (_summary(log, t) for t in shown) if r), "")
+    lines = [f"Tests of {lib.name} fail", "", f"After a recent change these tests of {lib.name} fail:",
+             *[f"- {t}" for t in shown]]
+    return "\n".join(lines) + more + (f"\n\nThe first failure says: {reason}" if reason else "") + \
+        "\n\nThey passed before. Fix the library so that they pass again (do not change the tests)."
+
+
+def validate(lib: Library, repo: Path, clean: str, baseline: SuiteRun, mutation: AstMutation,
+             runtime: RuntimeConfig) -> dict:
+    """Commit one mutant and run the suite; an instance (as JSON) if it breaks some tests but not all."""
+    source = git(repo, "show", f"{clean}:{mutation.path}")
+    mutant = commit_file_change(repo, clean, mutation.path, mutation.apply(source),
+                                f"{mutation.operator} in {mutation.function}")
+    run = run_suite(lib, repo, mutant, runtime, timeout_s=suite_timeout(baseline))
+    if run.timed_out:
+        return {"valid": False, "reason": "the suite hangs"}
+    status, log = run.status, run.log
+    passed = {t for t, s in baseline.status.items() if s == "PASSED"}
+    fail_to_pass = sorted(t for t in passed if status.get(t, "FAILED") != "PASSED")
+    pass_to_pass = sorted(t for t in passed if status.get(t) == "PASSED")
+    if not fail_to_pass:
+        return {"valid": False, "reason": "no test fails"}
+    if not pass_to_pass:
+        return {"valid": False, "reason": "every test fails"}
+    key = stable_hash({"library": lib.label, "mutation": mutation.__dict__})
+    instance = Instance(
+        instance_id=f"{lib.name}__mutation-{key[:10]}", repo=f"pypi/{lib.name}", base_commit=mutant,
+        patch=git(repo, "diff", mutant, clean), test_patch="", version=lib.version, source="mutation",
+        problem_statement=problem_statement(lib, fail_to_pass, log), FAIL_TO_PASS=fail_to_pass,
+        PASS_TO_PASS=pass_to_pass, repo_snapshot=str(repo), environment=lib.label)
+    if not grade(instance, instance.patch, runtime)["resolved"]:
+        return {"valid": False, "reason": "gold patch does not resolve"}
+    if grade(instance, "", runtime)["resolved"]:
+        return {"valid": False, "reason": "empty patch resolves"}
+    return {"valid": True, "instance": instance.model_dump(mode="json"),
+            "mutation": {"path": mutation.path, "function": mutation.function, "operator": mutation.operator}}
+
+
+def mutation_candidates(lib: Library, repo: Path, clean: str, seed: int) -> list[AstMutation]:
+    """All candidates in the package's non-test modules, shuffled by the seed."""
+    files = git(repo, "ls-tree", "-r", "--name-only", clean).split()
+    tests = lib.tests.rstrip("/") + "/"
+    modules = [f for f in files if f.startswith(lib.package + "/") and f.endswith(".py") and not f.startswith(tests)
+               and "/tests/" not in f and not Path(f).name.startswith("test_")]
+    found = [m for path in modules for m in candidates(path, git(repo, "show", f"{clean}:{path}"))]
+    random.Random(f"daggerlm-mutate|{lib.label}|{seed}").shuffle(found)
+    return found
+
+
+def mutate_library(lib: Library, n: int, seed: int, cache: Path, runtime: RuntimeConfig, workers: int = 2,
+                   on_progress: Callable[[int, int], None] | None = None) -> tuple[list[Instance], dict]:
+    """Up to `n` validated instances of `lib` and a report (candidates tried, kept, reasons)."""
+    repo, clean = fetch(lib, cache)
+    build_library_env(lib, runtime)
+    baseline = run_suite(lib, repo, clean, runtime, timeout_s=max(300.0, runtime.timeout_s))
+    if not baseline.status:
+        raise LibrarySkipped(f"{lib.label}: its test suite ran no tests ({lib.tests}): {baseline.log.strip()[-200:]}")
+    broken = sorted(t for t, s in baseline.status.items() if s not in FINE)
+    if broken:
+        raise LibrarySkipped(f"{lib.label}: {len(broken)} tests fail before any mutation, e.g. {broken[0]}")
+    store = ResultStore(cache / lib.label / "validated")
+    pending = mutation_candidates(lib, repo, clean, seed)
+    tried, kept, reasons = 0, [], {}
+
+    def outcome(m: AstMutation) -> dict:
+        key = stable_hash({"mutation": m.__dict__, "clean": clean, "baseline": baseline.status})
+        name = stable_hash(m.__dict__)
+        if (cached := store.get(name, key)) is None:
+            cached = validate(lib, repo, clean, baseline, m, runtime)
+            store.put(name, key, cached)
+        return cached
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        while pending and len(kept) < n:
+            batch, pending = pending[: 2 * workers], pending[2 * workers:]
+            for result in pool.map(outcome, batch):  # in candidate order: the same seed keeps the same ones
+                tried += 1
+                if result["valid"] and len(kept) < n:
+                    kept.append(Instance.model_validate(result["instance"]))
+                elif not result["valid"]:
+                    reasons[result["reason"]] = reasons.get(result["reason"], 0) + 1
+            if on_progress:
+                on_progress(len(kept), tried)
+    report = {"library": lib.label, "clean_commit": clean, "tests": len(baseline.status), "tried": tried,
+              "kept": len(kept), "rejected": reasons}
+    return kept, report
