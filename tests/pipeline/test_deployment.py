@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.conftest import REPO
-from tests.pipeline.test_dvc import make_project
+from tests.pipeline.project import make_project
 
 READ_BACK = """
 import json, sys
@@ -62,7 +62,7 @@ def test_deployment_runs_on_a_process_worker(tmp_path):
         run(prefect, "work-pool", "create", "daggerlm", "--type", "process")
         run(prefect, "--no-prompt", "deploy", "--all")
         out = run(prefect, "deployment", "run", "dagger/dagger-loop", "--param",
-                  "run=" + json.dumps({"project": str(project)}))
+                  "run=" + json.dumps({"project": str(project), "iterations": 1}))
         flow_run_id = out.split("UUID:")[1].split()[0]
         run(prefect, "worker", "start", "--pool", "daggerlm", "--run-once", timeout=1200)
         seen = json.loads(run(sys.executable, "-c", READ_BACK, flow_run_id))
@@ -80,10 +80,13 @@ def test_deployment_runs_on_a_process_worker(tmp_path):
     # the episode stages ran as flows on the same server, one task run per episode, each with its progress
     train_ids = sorted(json.loads(line)["instance_id"]
                        for line in (project / "data/instances/train.jsonl").read_text().splitlines())
-    for k in range(p.dagger.iterations):
-        assert seen["stages"][f"rollout@{k}"] == train_ids == seen["stages"][f"label@{k}"]
-        assert len(seen["stages"][f"evaluate@{k}"]) == p.instances.eval.n
-        for stage in ("rollout", "label", "evaluate"):
-            assert float(artifacts[f"{stage}-{k}-progress"]) == 100.0
+    # the run asked for one iteration: a UI value, written to params.yaml before any stage ran
+    rows = [line for line in artifacts["dagger-summary"].splitlines()[2:] if line.startswith("| ")]
+    assert len(rows) == 1 and rows[0].startswith("| 0 |")
+    assert "iterations: 1" in (project / "params.yaml").read_text()
+    assert seen["stages"]["rollout@0"] == train_ids == seen["stages"]["label@0"]
+    assert len(seen["stages"]["evaluate@0"]) == p.instances.eval.n
+    for stage in ("rollout", "label", "evaluate"):
+        assert float(artifacts[f"{stage}-0-progress"]) == 100.0
     status = subprocess.run(["dvc", "status"], cwd=project, env=env, capture_output=True, text=True)
     assert "Data and pipelines are up to date" in status.stdout

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import REPO
-from tests.pipeline.test_dvc import make_project
+from tests.pipeline.project import make_project
 
 PREFECT_ENV = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", "PYTHONPATH": str(REPO)}
@@ -54,8 +54,14 @@ def test_flow_runs_every_stage_then_dvc_is_up_to_date(finished):
     project, p, env, out, _ = finished
     assert f"stages run: {N_STAGES} of {N_STAGES}" in out
     assert "Data and pipelines are up to date" in _sh(["dvc", "status"], project, env)
+    assert "Running stage" not in _sh(["dvc", "repro"], project, env)
+    lock = (project / "dvc.lock").read_text()
+    assert all(f"{stage}@1" in lock for stage in ("rollout", "label", "aggregate", "train", "evaluate"))
+    metrics = json.loads(_sh(["dvc", "metrics", "show", "--json"], project, env))
+    assert "resolve_rate" in json.dumps(metrics)
     rows = json.loads((project / "data" / "report" / "iterations.json").read_text())
-    assert [r["iteration"] for r in rows] == [0, 1]
+    assert [r["iteration"] for r in rows] == [0, 1] and rows[1]["cache_hits"] >= 4
+    assert 0 < max(r["calls_per_state"] for r in rows) <= 1.0
 
 
 def test_second_run_skips_every_stage_in_a_fraction_of_the_time(finished):
