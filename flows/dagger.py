@@ -1,6 +1,7 @@
 """The DAgger loop as a Prefect flow: what users trigger (UI, deployment) and schedule.
 
     python -m flows.dagger                 # run once on params.yaml (temporary local Prefect server)
+    python -m flows.dagger --serve         # development: serve the flow, trigger runs from the UI
 
 Parameters given in the UI are validated (pydantic) and written to params.yaml before any stage
 runs; then every stage runs through DVC in pipeline order, so `dvc status` is clean afterwards and
@@ -84,4 +85,9 @@ def dagger_flow(run: DaggerRun = DaggerRun()) -> list[dict]:
 
 
 if __name__ == "__main__":
-    dagger_flow()
+    import sys
+
+    if "--serve" in sys.argv[1:]:
+        dagger_flow.serve(name="dagger-dev", limit=1)
+    else:
+        dagger_flow()
