@@ -67,6 +67,19 @@ def instances_synth(
     console.print(f"wrote {n} {split} instances (seed {seed}) to {out}")
 
 
+docker_app = typer.Typer(no_args_is_help=True, help="The Docker runtime's images.")
+app.add_typer(docker_app, name="docker")
+
+
+@docker_app.command("build-base")
+def docker_build_base(tag: str = "daggerlm/base:bookworm", suite: str = "bookworm",
+                      mirror: str = "http://deb.debian.org/debian") -> None:
+    """Build the base image locally: debootstrap minbase + python3, pytest, git; docker import."""
+    from daggerlm.runtime.docker import build_base_image
+
+    console.print(f"{build_base_image(tag, suite, mirror)}: ready")
+
+
 @instances_app.command("mutate")
 def instances_mutate(
     out: Annotated[Path, typer.Option(help="JSONL file to write.")],

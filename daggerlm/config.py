@@ -24,8 +24,16 @@ class Section(BaseModel):
 
 
 class RuntimeConfig(Section):
-    kind: Literal["local"] = "local"
-    """Where agent commands run: `local` (Linux namespaces, one git worktree per episode)."""
+    kind: Literal["local", "docker"] = "local"
+    """Where agent commands run: `local` (Linux namespaces, one git worktree per episode) or `docker`
+    (one container per episode: the instance's `image`, else `docker_image` with the repository
+    copied to /testbed)."""
+    docker_image: str = "daggerlm/base:bookworm"
+    """Image of instances without their own (`daggerlm docker build-base` builds it locally)."""
+    cpus: float = Field(1.0, gt=0)
+    """CPUs of one container."""
+    pids_limit: int = Field(256, ge=16)
+    """Processes of one container (a fork bomb stops here)."""
     timeout_s: float = Field(30.0, gt=0)
     """Wall-clock limit of one agent command; the command's whole process tree is killed after it."""
     max_output_bytes: int = Field(65536, ge=1024)

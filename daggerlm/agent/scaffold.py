@@ -28,7 +28,8 @@ from daggerlm.config import AgentConfig
 from daggerlm.io import turn_seed
 from daggerlm.instances.schema import Instance
 from daggerlm.policies.base import Policy, PolicyRequest
-from daggerlm.runtime.sandbox import LocalSandbox
+from daggerlm.runtime import open_sandbox
+from daggerlm.runtime.sandbox import Sandbox
 
 ActorSchedule = Callable[[int], Actor]
 """Which actor executes turn t (0-based)."""
@@ -92,7 +93,7 @@ class ActorModel:
 class EpisodeAgent(DefaultAgent):
     """DefaultAgent that records a `Trajectory` turn by turn."""
 
-    def __init__(self, model: ActorModel, env: LocalSandbox, config: AgentConfig, trajectory: Trajectory):
+    def __init__(self, model: ActorModel, env: Sandbox, config: AgentConfig, trajectory: Trajectory):
         t = templates()
         super().__init__(model, env, system_template=t["system_template"], instance_template=t["instance_template"],
                          step_limit=config.step_limit, cost_limit=0,
@@ -144,7 +145,7 @@ def run_episode(instance: Instance, policies: dict[Actor, Policy], schedule: Act
     start = time.monotonic()
     model = ActorModel(instance, policies, schedule,
                        request_seed=lambda turn: turn_seed(seed, iteration, instance.instance_id, turn, "sample"))
-    with LocalSandbox(instance, runtime) as env:
+    with open_sandbox(instance, runtime) as env:
         episode = EpisodeAgent(model, env, agent, trajectory)
         result = episode.run(task=instance.problem_statement)
         if result.get("exit_status") != "Submitted":

@@ -16,7 +16,7 @@ from swebench.harness.log_parsers.python import parse_log_pytest
 
 from daggerlm.config import RuntimeConfig
 from daggerlm.instances.schema import Instance
-from daggerlm.runtime.sandbox import LocalSandbox
+from daggerlm.runtime import open_sandbox
 
 APPLY_FAIL = "DAGGERLM_APPLY_PATCH_FAIL"
 _PATCHED_FILE = re.compile(r"^diff --git a/\S+ b/(\S+)$", re.M)
@@ -42,9 +42,9 @@ def grade(instance: Instance, patch: str, runtime: RuntimeConfig | None = None) 
     runtime = runtime or RuntimeConfig()
     runtime = runtime.model_copy(update={"timeout_s": max(120.0, runtime.timeout_s),  # a whole test suite runs
                                          "max_output_bytes": max(16 << 20, runtime.max_output_bytes)})
-    with LocalSandbox(instance, runtime) as box:
-        (box.root / "home" / "model.patch").write_text(patch or "")
-        (box.root / "home" / "test.patch").write_text(instance.test_patch or "")
+    with open_sandbox(instance, runtime) as box:
+        box.write_home_file("model.patch", patch or "")
+        box.write_home_file("test.patch", instance.test_patch or "")
         result = box.run(eval_script(instance))
     log = result["output"]
     report = {"instance_id": instance.instance_id, "patch_exists": bool(patch and patch.strip()),

@@ -36,7 +36,7 @@ from daggerlm.instances.schema import Instance
 from daggerlm.io import ResultStore, atomic_write_text, stable_hash
 from daggerlm.runtime.envs import build_env
 from daggerlm.runtime.git import commit_files, commit_file_change, git
-from daggerlm.runtime.sandbox import LocalSandbox
+from daggerlm.runtime import open_sandbox
 
 LIBRARIES = Path(__file__).with_name("libraries.yaml")
 FAILED = ("FAILED", "ERROR")
@@ -122,7 +122,7 @@ def run_suite(lib: Library, repo: Path, commit: str, runtime: RuntimeConfig, tim
     runtime = runtime.model_copy(update={"timeout_s": timeout_s,
                                          "max_output_bytes": max(16 << 20, runtime.max_output_bytes)})
     args = " ".join(["-rA", "-q", "-p", "no:cacheprovider", *lib.pytest_args, lib.tests])
-    with LocalSandbox(_probe(lib, repo, commit), runtime) as box:
+    with open_sandbox(_probe(lib, repo, commit), runtime) as box:
         out = box.run(f"COLUMNS=300 python -m pytest {args}")  # COLUMNS: short summaries untruncated
     status = {t: s for t, s in parse_log_pytest(out["output"], None).items() if "::" in t}  # tests, not messages
     return SuiteRun(status, out["output"], out["extra"]["duration_s"], bool(out["extra"].get("timed_out")))

@@ -106,26 +106,23 @@ class _CappedReader(threading.Thread):
         return (bytes(self.head).decode(errors="replace") + middle + bytes(self.tail).decode(errors="replace"))
 
 
-class LocalSandbox:
-    """An episode's environment: its own repository copy, removed on exit."""
+class Sandbox:
+    """What an episode's environment offers the scaffold and the grader, whatever runs the commands:
+    `run` a bash command (time and output limits, no network), `snapshot` the worktree, write a file
+    to the sandbox's home; and mini-swe-agent's `Environment` protocol on top of them."""
+
+    home: str = ""
+    """The sandbox's home directory, as its commands see it."""
+    workdir: str = ""
+    """The repository, as its commands see it."""
 
     def __init__(self, instance: Instance, config: RuntimeConfig | None = None):
-        if not instance.runnable_locally:
-            raise InputError(f"instance {instance.instance_id}: no repo_files or repo_snapshot; it cannot run locally")
         self.instance, self.config = instance, config or RuntimeConfig()
-        self.isolated = isolation_problem() is None
-        if not self.isolated and not self.config.allow_unsandboxed:
-            raise UnsafeSandboxError(
-                f"cannot isolate agent commands: {isolation_problem()}. Refusing to run untrusted commands with "
-                "network and host filesystem access; set runtime.allow_unsandboxed: true to run them anyway (unsafe).")
-        self.root: Path | None = None
         self.n_commands = 0
 
-    # --- lifecycle -------------------------------------------------------------------------
-    def __enter__(self) -> LocalSandbox:
-        self.root = Path(tempfile.mkdtemp(prefix="daggerlm-ep-", dir=self.config.workdir))
+    def __enter__(self):
         try:
-            self._materialize()
+            self.open()
         except BaseException:
             self.close()
             raise
@@ -133,6 +130,90 @@ class LocalSandbox:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def open(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def run(self, command: str, timeout: float | None = None) -> dict[str, Any]:
+        """Run one bash command; never raises for the command's own failures."""
+        raise NotImplementedError
+
+    def write_home_file(self, name: str, text: str) -> None:
+        raise NotImplementedError
+
+    def command_env(self, path: str) -> dict[str, str]:
+        """A clean environment: nothing of the host's (no API keys) reaches agent commands."""
+        return {
+            "PATH": path, "HOME": self.home, "TMPDIR": f"{self.home}/tmp",
+            "LANG": "C.UTF-8", "TERM": "dumb", "PAGER": "cat", "GIT_PAGER": "cat", "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTEST_ADDOPTS": "-p no:cacheprovider", "BASE_COMMIT": self.instance.base_commit,
+            "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "agent", "GIT_AUTHOR_EMAIL": "agent@localhost",
+            "GIT_COMMITTER_NAME": "agent", "GIT_COMMITTER_EMAIL": "agent@localhost", **self.config.env,
+        }
+
+    def result(self, reader: _CappedReader, returncode: int, seconds: float, timeout: float,
+               timed_out: bool) -> dict[str, Any]:
+        self.n_commands += 1
+        text = reader.text()
+        if self.config.mask_durations:
+            text = DURATION.sub("in <t>", text)
+        out = {"output": text, "returncode": returncode, "exception_info": "",
+               "extra": {"duration_s": round(seconds, 4), "output_bytes": reader.total}}
+        if timed_out:
+            out["returncode"] = -1
+            out["exception_info"] = f"The command timed out after {timeout:g} seconds and was killed."
+            out["extra"]["timed_out"] = True
+        return out
+
+    def snapshot(self) -> dict[str, str]:
+        """The environment state, small enough to store per turn: HEAD and the diff from base_commit."""
+        r = self.run(_SNAPSHOT)
+        head, _, diff = r["output"].partition("\n")
+        if r["returncode"] != 0:
+            return {"head": "", "diff": "", "error": r["output"][-500:]}
+        return {"head": head.strip(), "diff": diff}
+
+    # --- mini-swe-agent Environment protocol -----------------------------------------------
+    def execute(self, action: dict, cwd: str = "", *, timeout: float | None = None) -> dict[str, Any]:
+        command = action.get("command", "")
+        output = self.run(command, timeout)
+        lines = output["output"].lstrip().splitlines()
+        if lines and lines[0].strip() == SUBMIT_MARKER and output["returncode"] == 0:
+            patch = self.snapshot()["diff"]
+            raise Submitted({"role": "exit", "content": patch,
+                             "extra": {"exit_status": "Submitted", "submission": patch}})
+        return output
+
+    def get_template_vars(self, **kwargs) -> dict[str, Any]:
+        return {"cwd": self.workdir, **kwargs}
+
+    def serialize(self) -> dict:
+        return {"info": {"config": {"environment": self.config.model_dump(mode="json"),
+                                    "environment_type": f"{type(self).__module__}.{type(self).__name__}"}}}
+
+
+class LocalSandbox(Sandbox):
+    """An episode's environment: its own repository copy, removed on exit."""
+
+    def __init__(self, instance: Instance, config: RuntimeConfig | None = None):
+        if not instance.runnable_locally:
+            raise InputError(f"instance {instance.instance_id}: no repo_files or repo_snapshot; it cannot run locally")
+        super().__init__(instance, config)
+        self.isolated = isolation_problem() is None
+        if not self.isolated and not self.config.allow_unsandboxed:
+            raise UnsafeSandboxError(
+                f"cannot isolate agent commands: {isolation_problem()}. Refusing to run untrusted commands with "
+                "network and host filesystem access; set runtime.allow_unsandboxed: true to run them anyway (unsafe).")
+        self.root: Path | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def open(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="daggerlm-ep-", dir=self.config.workdir))
+        self.home, self.workdir = str(self.root / "home"), str(self.root / "repo")
+        self._materialize()
 
     def close(self) -> None:
         if self.root is not None and self.root.exists():
@@ -169,15 +250,10 @@ class LocalSandbox:
             git(self.repo, "checkout", "-q", inst.base_commit)
 
     def _env(self) -> dict[str, str]:
-        """A clean environment: nothing of the host's (no API keys) reaches agent commands."""
-        home = str(self.root / "home")
-        return {
-            "PATH": f"{self.root / 'bin'}:/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": f"{home}/tmp",
-            "LANG": "C.UTF-8", "TERM": "dumb", "PAGER": "cat", "GIT_PAGER": "cat", "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTEST_ADDOPTS": "-p no:cacheprovider", "BASE_COMMIT": self.instance.base_commit,
-            "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "agent", "GIT_AUTHOR_EMAIL": "agent@localhost",
-            "GIT_COMMITTER_NAME": "agent", "GIT_COMMITTER_EMAIL": "agent@localhost", **self.config.env,
-        }
+        return self.command_env(f"{self.root / 'bin'}:/usr/local/bin:/usr/bin:/bin")
+
+    def write_home_file(self, name: str, text: str) -> None:
+        (self.root / "home" / name).write_text(text)
 
     # --- running commands ------------------------------------------------------------------
     def run(self, command: str, timeout: float | None = None) -> dict[str, Any]:
@@ -202,40 +278,4 @@ class LocalSandbox:
             _kill_tree(proc)
             proc.wait()
         reader.join(timeout=5)
-        self.n_commands += 1
-        text = reader.text()
-        if self.config.mask_durations:
-            text = DURATION.sub("in <t>", text)
-        out = {"output": text, "returncode": proc.returncode, "exception_info": "",
-               "extra": {"duration_s": round(time.monotonic() - start, 4), "output_bytes": reader.total}}
-        if timed_out:
-            out["returncode"] = -1
-            out["exception_info"] = f"The command timed out after {timeout:g} seconds and was killed."
-            out["extra"]["timed_out"] = True
-        return out
-
-    def snapshot(self) -> dict[str, str]:
-        """The environment state, small enough to store per turn: HEAD and the diff from base_commit."""
-        r = self.run(_SNAPSHOT)
-        head, _, diff = r["output"].partition("\n")
-        if r["returncode"] != 0:
-            return {"head": "", "diff": "", "error": r["output"][-500:]}
-        return {"head": head.strip(), "diff": diff}
-
-    # --- mini-swe-agent Environment protocol -----------------------------------------------
-    def execute(self, action: dict, cwd: str = "", *, timeout: float | None = None) -> dict[str, Any]:
-        command = action.get("command", "")
-        output = self.run(command, timeout)
-        lines = output["output"].lstrip().splitlines()
-        if lines and lines[0].strip() == SUBMIT_MARKER and output["returncode"] == 0:
-            patch = self.snapshot()["diff"]
-            raise Submitted({"role": "exit", "content": patch,
-                             "extra": {"exit_status": "Submitted", "submission": patch}})
-        return output
-
-    def get_template_vars(self, **kwargs) -> dict[str, Any]:
-        return {"cwd": str(self.repo) if self.root else "", **kwargs}
-
-    def serialize(self) -> dict:
-        return {"info": {"config": {"environment": self.config.model_dump(mode="json"),
-                                    "environment_type": f"{type(self).__module__}.{type(self).__name__}"}}}
+        return self.result(reader, proc.returncode, time.monotonic() - start, timeout, timed_out)

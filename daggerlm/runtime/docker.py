@@ -1,0 +1,161 @@
+"""Episodes in Docker containers: one container per episode, removed afterwards, even on a crash.
+
+A container runs with no network, no privileges and limits on memory, CPUs and processes. The
+repository is the image's `/testbed` (official SWE-bench / SWE-Gym images, by name in the
+instance's `image`) or, for instances without an image, copied there from the instance's snapshot
+into `runtime.docker_image`. Commands run through `docker exec` under `timeout`, output capped; when
+a command leaves processes behind the container is restarted (its files kept), so nothing a command
+started outlives it, as in the local sandbox.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from daggerlm.config import RuntimeConfig
+from daggerlm.errors import InputError
+from daggerlm.instances.schema import Instance
+from daggerlm.runtime.git import commit_files, git
+from daggerlm.runtime.sandbox import Sandbox, _CappedReader
+
+TESTBED = "/testbed"
+HOME = "/root"
+
+
+def client():
+    import docker
+
+    try:
+        c = docker.from_env(timeout=120)
+        c.ping()
+    except Exception as e:  # no daemon: say so in one line
+        raise InputError(f"runtime.kind=docker: no Docker engine answers ({type(e).__name__}: {e})") from None
+    return c
+
+
+class _StreamReader:
+    """`read1` over docker's exec output stream, for `_CappedReader`."""
+
+    def __init__(self, chunks):
+        self.chunks = iter(chunks)
+
+    def read1(self, _n: int) -> bytes:
+        return next(self.chunks, b"")
+
+
+class DockerSandbox(Sandbox):
+    home, workdir = HOME, TESTBED
+
+    def __init__(self, instance: Instance, config: RuntimeConfig | None = None):
+        super().__init__(instance, config)
+        if not instance.image and not instance.runnable_locally:
+            raise InputError(f"instance {instance.instance_id}: no image and no repository snapshot to copy")
+        self.container = None
+
+    def open(self) -> None:
+        docker = client()
+        image = self.instance.image or self.config.docker_image
+        try:
+            docker.images.get(image)
+        except Exception:
+            raise InputError(f"image {image!r} not found locally (no image can be pulled here; "
+                             "`daggerlm docker build-base` builds the base image)") from None
+        self.container = docker.containers.create(
+            image, command=["sleep", "infinity"], network_mode="none", privileged=False,
+            mem_limit=f"{self.config.memory_mb}m", memswap_limit=f"{self.config.memory_mb}m",
+            nano_cpus=int(self.config.cpus * 1e9), pids_limit=self.config.pids_limit, init=True,
+            labels={"daggerlm.instance": self.instance.instance_id}, working_dir=TESTBED)
+        self.container.start()
+        if not self.instance.image:
+            self.container.put_archive("/", self._repository_tar())
+        self.run(f"mkdir -p {HOME}/tmp && git config --global --add safe.directory {TESTBED}")
+
+    def close(self) -> None:
+        if self.container is not None:
+            try:
+                self.container.remove(force=True)
+            except Exception:
+                pass
+            self.container = None
+
+    def _repository_tar(self) -> bytes:
+        """/testbed: the instance's repository at base_commit (a git repository, as in official images)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            repo = Path(tmp) / "testbed"
+            if self.instance.repo_files is not None:
+                commit_files(repo, self.instance.repo_files)
+            else:
+                git(Path("."), "clone", "-q", "--no-checkout", str(self.instance.repo_snapshot), str(repo))
+            git(repo, "checkout", "-q", self.instance.base_commit)
+            buffer = io.BytesIO()
+            with tarfile.open(fileobj=buffer, mode="w") as tar:
+                tar.add(repo, arcname=TESTBED.lstrip("/"))
+            return buffer.getvalue()
+
+    def _leftovers(self) -> bool:
+        """Whether processes besides the container's init and its `sleep` run (asked from the host:
+        inside, a full pids limit leaves no room to look)."""
+        top = self.container.top(ps_args="-o pid,args")
+        return any(not row[-1].endswith(("sleep infinity", "docker-init -- sleep infinity"))
+                   for row in top.get("Processes") or [])
+
+    def write_home_file(self, name: str, text: str) -> None:
+        data = text.encode()
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        self.container.put_archive(HOME, buffer.getvalue())
+
+    def run(self, command: str, timeout: float | None = None) -> dict[str, Any]:
+        timeout = timeout or self.config.timeout_s
+        api = self.container.client.api
+        argv = ["timeout", "-s", "KILL", f"{timeout:g}", "bash", "-c",
+                f"ulimit -f {self.config.max_file_mb * 1024}; {command}"]
+        env = self.command_env("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        start = time.monotonic()
+        exec_id = api.exec_create(self.container.id, argv, environment=env, workdir=TESTBED, stdout=True,
+                                  stderr=True, stdin=False)["Id"]
+        reader = _CappedReader(_StreamReader(api.exec_start(exec_id, stream=True)), self.config.max_output_bytes)
+        reader.start()
+        reader.join(timeout + 30)
+        code = api.exec_inspect(exec_id).get("ExitCode")
+        seconds = time.monotonic() - start
+        timed_out = seconds >= timeout and code in (None, 124, 137)
+        if self._leftovers():  # what the command started lives on (a fork bomb fills the pids limit): restart
+            self.container.restart(timeout=1)
+        return self.result(reader, -1 if code is None else code, seconds, timeout, timed_out)
+
+
+def build_base_image(tag: str = "daggerlm/base:bookworm", suite: str = "bookworm",
+                     mirror: str = "http://deb.debian.org/debian") -> str:
+    """The base image, built locally (nothing can be pulled): a `debootstrap --variant=minbase` root
+    filesystem with python3, pytest and git, `docker import`ed. Skipped when the tag exists."""
+    docker = client()
+    try:
+        docker.images.get(tag)
+        return tag
+    except Exception:
+        pass
+    if shutil.which("debootstrap") is None:
+        raise InputError("debootstrap is not installed (apt-get install -y debootstrap)")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "rootfs"
+        subprocess.run(["debootstrap", "--variant=minbase", "--include=python3,python3-pytest,git,procps",
+                        suite, str(root), mirror], check=True, capture_output=True)
+        (root / "usr/local/bin/python").symlink_to("/usr/bin/python3")
+        tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+        subprocess.run(["docker", "import", "-", tag], stdin=tar.stdout, check=True, capture_output=True)
+        tar.wait()
+    return tag
+
+
+__all__ = ["DockerSandbox", "build_base_image", "client"]
