@@ -121,7 +121,8 @@ class Oracle:
     def fix_command(inst: Instance, fix: GoldFix) -> str:
         if fix.line is not None:
             return f"sed -i '{fix.line}c\\{fix.new}' {_quote(fix.file)}"
-        return f"git apply - <<'DAGGERLM_PATCH'\n{inst.patch.rstrip()}\nDAGGERLM_PATCH"
+        patch = inst.patch.rstrip("\n")  # not rstrip(): a last context line that is blank is " "
+        return f"git apply - <<'DAGGERLM_PATCH'\n{patch}\nDAGGERLM_PATCH"
 
     @staticmethod
     def revert_command(inst: Instance, snapshot: dict[str, str]) -> str:
