@@ -76,3 +76,11 @@ def test_oracle_is_a_function_of_the_state(eval_instances):
     assert oracle.decide(inst, [], clean) == oracle.decide(inst, [], dict(clean))
     fixed = {"head": inst.base_commit, "diff": inst.patch}
     assert "pytest" in oracle.decide(inst, [], fixed)
+
+
+def test_multi_line_fix_keeps_a_trailing_blank_context_line(eval_instances):
+    patch = ("diff --git a/m.py b/m.py\n--- a/m.py\n+++ b/m.py\n@@ -1,3 +1,4 @@\n def f(a):\n"
+             "-    pass\n+    x = a\n+    return x\n \n")  # the last context line is blank: a single space
+    inst = eval_instances[0].model_copy(update={"patch": patch})
+    command = Oracle.fix_command(inst, gold_fix(patch))
+    assert command.startswith("git apply") and command.endswith("+    return x\n \nDAGGERLM_PATCH")
