@@ -13,10 +13,10 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import subprocess
 import sys
-import random
 import tarfile
 import tempfile
 from collections.abc import Callable
@@ -34,9 +34,9 @@ from daggerlm.evaluation.grading import grade
 from daggerlm.instances.ast_mutations import AstMutation, candidates
 from daggerlm.instances.schema import Instance
 from daggerlm.io import ResultStore, atomic_write_text, stable_hash
-from daggerlm.runtime.envs import build_env
-from daggerlm.runtime.git import commit_files, commit_file_change, git
 from daggerlm.runtime import open_sandbox
+from daggerlm.runtime.envs import build_env
+from daggerlm.runtime.git import commit_file_change, commit_files, git
 
 LIBRARIES = Path(__file__).with_name("libraries.yaml")
 FAILED = ("FAILED", "ERROR")
