@@ -83,8 +83,9 @@ def evaluate(instances: Sequence[Instance], policy: Policy, out_dir: str | Path,
         outcome = (runner or LocalRunner(store.root))(instances, names, keys, episode, concurrency=concurrency,
                                                       batchers=[batcher], on_done=done)
     ordered = outcome.results
-    for name, key, result in zip(names, keys, ordered):  # per-instance results, whichever runner made them
-        store.put(name, key, result)
+    if runner is not None:  # another runner keeps results in its own cache: write the per-instance files here
+        for name, key, result in zip(names, keys, ordered):
+            store.put(name, key, result)
     atomic_write_jsonl(out / "predictions.jsonl", (
         {"instance_id": r["trajectory"]["instance_id"], "model_name_or_path": model_name,
          "model_patch": r["trajectory"]["patch"]} for r in ordered))

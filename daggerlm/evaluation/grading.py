@@ -37,11 +37,16 @@ def eval_script(instance: Instance) -> str:
     return "\n".join(lines)
 
 
+def suite_runtime(runtime: RuntimeConfig, timeout_s: float) -> RuntimeConfig:
+    """`runtime` for a whole test suite: its time limit, and room for every test's `-rA` line."""
+    return runtime.model_copy(update={"timeout_s": timeout_s,
+                                      "max_output_bytes": max(16 << 20, runtime.max_output_bytes)})
+
+
 def grade(instance: Instance, patch: str, runtime: RuntimeConfig | None = None) -> dict:
     """Report for one patch: `resolved`, whether it applied, and the per-test outcome."""
     runtime = runtime or RuntimeConfig()
-    runtime = runtime.model_copy(update={"timeout_s": max(120.0, runtime.timeout_s),  # a whole test suite runs
-                                         "max_output_bytes": max(16 << 20, runtime.max_output_bytes)})
+    runtime = suite_runtime(runtime, max(120.0, runtime.timeout_s))
     with open_sandbox(instance, runtime) as box:
         box.write_home_file("model.patch", patch or "")
         box.write_home_file("test.patch", instance.test_patch or "")

@@ -30,7 +30,7 @@ from swebench.harness.log_parsers.python import parse_log_pytest
 
 from daggerlm.config import RuntimeConfig
 from daggerlm.errors import InputError
-from daggerlm.evaluation.grading import grade
+from daggerlm.evaluation.grading import grade, suite_runtime
 from daggerlm.instances.ast_mutations import AstMutation, candidates
 from daggerlm.instances.schema import Instance
 from daggerlm.io import ResultStore, atomic_write_text, stable_hash
@@ -75,7 +75,7 @@ def fetch(lib: Library, cache: Path) -> tuple[Path, str]:
     done = root / "clean_commit"
     if done.is_file():
         return root / "repo", done.read_text().strip()
-    with tempfile.TemporaryDirectory(dir=cache.parent if cache.parent.exists() else None) as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
                             "-d", tmp, f"{lib.name}=={lib.version}"], capture_output=True, text=True)
         archives = list(Path(tmp).glob("*.tar.gz"))
@@ -119,8 +119,7 @@ class SuiteRun:
 
 def run_suite(lib: Library, repo: Path, commit: str, runtime: RuntimeConfig, timeout_s: float) -> SuiteRun:
     """The library's test suite at `commit`, run in the sandbox (a mutant may loop forever: time limit)."""
-    runtime = runtime.model_copy(update={"timeout_s": timeout_s,
-                                         "max_output_bytes": max(16 << 20, runtime.max_output_bytes)})
+    runtime = suite_runtime(runtime, timeout_s)
     args = " ".join(["-rA", "-q", "-p", "no:cacheprovider", *lib.pytest_args, lib.tests])
     with open_sandbox(_probe(lib, repo, commit), runtime) as box:
         out = box.run(f"COLUMNS=300 python -m pytest {args}")  # COLUMNS: short summaries untruncated

@@ -22,7 +22,7 @@ from typing import Any
 from daggerlm.config import RuntimeConfig
 from daggerlm.errors import InputError
 from daggerlm.instances.schema import Instance
-from daggerlm.runtime.git import commit_files, git
+from daggerlm.runtime.git import checkout_instance
 from daggerlm.runtime.sandbox import Sandbox, _CappedReader
 
 TESTBED = "/testbed"
@@ -89,11 +89,7 @@ class DockerSandbox(Sandbox):
         """/testbed: the instance's repository at base_commit (a git repository, as in official images)."""
         with tempfile.TemporaryDirectory() as tmp:
             repo = Path(tmp) / "testbed"
-            if self.instance.repo_files is not None:
-                commit_files(repo, self.instance.repo_files)
-            else:
-                git(Path("."), "clone", "-q", "--no-checkout", str(self.instance.repo_snapshot), str(repo))
-            git(repo, "checkout", "-q", self.instance.base_commit)
+            checkout_instance(self.instance, repo)
             buffer = io.BytesIO()
             with tarfile.open(fileobj=buffer, mode="w") as tar:
                 tar.add(repo, arcname=TESTBED.lstrip("/"))
@@ -157,5 +153,3 @@ def build_base_image(tag: str = "daggerlm/base:bookworm", suite: str = "bookworm
         tar.wait()
     return tag
 
-
-__all__ = ["DockerSandbox", "build_base_image", "client"]

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from pathlib import Path
+
+from daggerlm.errors import InputError
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "daggerlm", "GIT_AUTHOR_EMAIL": "daggerlm@localhost", "GIT_AUTHOR_DATE": "2000-01-01T00:00:00+0000",
@@ -54,8 +57,6 @@ def diff_against(repo: Path, commit: str, files: dict[str, str]) -> str:
 def commit_file_change(repo: Path, parent: str, path: str, text: str, message: str) -> str:
     """A commit on top of `parent` that changes one file, made without touching the worktree or the
     index (a private index file), so many can be made in one repository; deterministic hash."""
-    import tempfile
-
     blob = git(repo, "hash-object", "-w", "--stdin", input=text).strip()
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, **GIT_ENV, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
@@ -66,3 +67,15 @@ def commit_file_change(repo: Path, parent: str, path: str, text: str, message: s
         run("update-index", "--cacheinfo", f"{mode},{blob},{path}")
         tree = run("write-tree")
     return git(repo, "commit-tree", tree, "-p", parent, "-m", message).strip()
+
+
+def checkout_instance(instance, dest: Path) -> None:
+    """`dest`: the instance's repository at `base_commit`, from its inline files or its snapshot."""
+    if instance.repo_files is not None:
+        commit = commit_files(dest, instance.repo_files)
+        if commit != instance.base_commit:
+            raise InputError(f"instance {instance.instance_id}: repo_files commit to {commit[:12]}, "
+                             f"not base_commit {instance.base_commit[:12]}")
+    else:
+        git(Path("."), "clone", "-q", "--no-checkout", str(instance.repo_snapshot), str(dest))
+        git(dest, "checkout", "-q", instance.base_commit)

@@ -9,11 +9,11 @@ protocol, so mini-swe-agent's agent loop drives it unchanged.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
-import re
 import tempfile
 import threading
 import time
@@ -27,7 +27,7 @@ from daggerlm.agent.format import SUBMIT_MARKER
 from daggerlm.config import RuntimeConfig
 from daggerlm.errors import InputError
 from daggerlm.instances.schema import Instance
-from daggerlm.runtime.git import commit_files, git
+from daggerlm.runtime.git import checkout_instance
 
 # Runs as the namespace's first process: make every mount read-only, then the episode directory writable.
 _PRELUDE = r"""
@@ -240,14 +240,7 @@ class LocalSandbox(Sandbox):
         wrapper = self.root / "bin" / "python"
         wrapper.write_text(f'#!/bin/sh\nexec "{python}" "$@"\n')
         wrapper.chmod(0o555)
-        if inst.repo_files is not None:
-            commit = commit_files(self.repo, inst.repo_files)
-            if commit != inst.base_commit:
-                raise InputError(f"instance {inst.instance_id}: repo_files commit to {commit[:12]}, "
-                                 f"not base_commit {inst.base_commit[:12]}")
-        else:
-            git(Path("."), "clone", "-q", "--no-checkout", str(inst.repo_snapshot), str(self.repo))
-            git(self.repo, "checkout", "-q", inst.base_commit)
+        checkout_instance(inst, self.repo)
 
     def _env(self) -> dict[str, str]:
         return self.command_env(f"{self.root / 'bin'}:/usr/local/bin:/usr/bin:/bin")
