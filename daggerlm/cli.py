@@ -80,6 +80,48 @@ def docker_build_base(tag: str = "daggerlm/base:bookworm", suite: str = "bookwor
     console.print(f"{build_base_image(tag, suite, mirror)}: ready")
 
 
+LibCacheOpt = Annotated[Path, typer.Option(help="Library sources, clean commits and validation results.")]
+
+
+@docker_app.command("build-env")
+def docker_build_env(
+    library: Annotated[list[str], typer.Option(help="Library of libraries.yaml (repeatable).")],
+    cache: LibCacheOpt = Path(".daggerlm/libraries"),
+    base: str = "daggerlm/base:bookworm",
+) -> None:
+    """Build a library's environment image: its test dependencies, its code at /testbed."""
+    from daggerlm.config import RuntimeConfig
+    from daggerlm.instances.library_bugs import LIBRARIES, build_library_env, fetch, load_libraries
+    from daggerlm.runtime.docker import env_image_tag
+
+    known = load_libraries()
+    for name in library:
+        if name not in known:
+            raise InputError(f"--library {name!r}: not in {LIBRARIES} (known: {', '.join(known)})")
+        repo, clean = fetch(known[name], cache)
+        build_library_env(known[name], repo, clean, RuntimeConfig(kind="docker", docker_image=base))
+        console.print(f"{name}: image {env_image_tag(known[name].label)} ready")
+
+
+@docker_app.command("build-instances")
+def docker_build_instances(
+    instances: Annotated[str, typer.Argument(help="Instances file (.jsonl / .json / .parquet).")],
+    out: Annotated[Path, typer.Option(help="JSONL file to write: the instances with their Docker spec.")],
+    namespace: Annotated[str, typer.Option(help="Registry namespace of the official SWE-bench images.")] = "swebench",
+) -> None:
+    """Add what `swebench.harness.run_evaluation` runs by (image, eval_script, log_parser, eval_type):
+    official image names for SWE-bench / SWE-Gym records, locally built images for the others."""
+    from rich.progress import track
+
+    from daggerlm.evaluation.harness import with_docker_spec
+    from daggerlm.instances import load_instances, write_instances
+
+    items = load_instances(instances)
+    write_instances(out, [with_docker_spec(i, namespace) for i in track(items, "instances", console=console)])
+    console.print(f"wrote {len(items)} instances to {out}; run them with "
+                  f"`python -m swebench.harness.run_evaluation -d {out} -p PREDICTIONS.jsonl -id RUN`")
+
+
 @instances_app.command("mutate")
 def instances_mutate(
     out: Annotated[Path, typer.Option(help="JSONL file to write.")],
@@ -87,7 +129,7 @@ def instances_mutate(
     n: Annotated[int, typer.Option(min=1, help="Instances per library.")] = 30,
     seed: int = 0,
     workers: Annotated[int, typer.Option(min=1, help="Candidates validated in parallel.")] = 2,
-    cache: Annotated[Path, typer.Option(help="Sources, clean commits and validation results.")] = Path(".daggerlm/libraries"),
+    cache: LibCacheOpt = Path(".daggerlm/libraries"),
     libraries: Annotated[Optional[Path], typer.Option(help="Library config (versions, tests, pytest args).")] = None,
     params: ParamsOpt = Path("params.yaml"),
     set_: SetOpt = None,

@@ -30,6 +30,30 @@ def eval_instances():
     return generate(8, "eval", seed=11)
 
 
+@pytest.fixture(scope="session")
+def docker_runtime() -> RuntimeConfig:
+    """The Docker runtime on the locally built base image (built once per machine, ~1 min)."""
+    from daggerlm.runtime.docker import build_base_image
+
+    build_base_image()
+    return RuntimeConfig(kind="docker", memory_mb=512, pids_limit=128, timeout_s=20)
+
+
+TOOLZ_N = 5
+
+
+@pytest.fixture(scope="session")
+def toolz_run(tmp_path_factory):
+    """Five mutation instances of toolz (seed 3), validated by its own tests in the local runtime."""
+    from daggerlm.instances.library_bugs import load_libraries, mutate_library
+
+    root = tmp_path_factory.mktemp("toolz")
+    runtime = RuntimeConfig(envs_dir=str(root / "envs"), workdir=str(root))
+    lib = load_libraries()["toolz"]
+    instances, report = mutate_library(lib, TOOLZ_N, seed=3, cache=root / "cache", runtime=runtime, workers=2)
+    return lib, runtime, root, instances, report
+
+
 @pytest.fixture()
 def runtime(tmp_path) -> RuntimeConfig:
     return RuntimeConfig(timeout_s=5, workdir=str(tmp_path))

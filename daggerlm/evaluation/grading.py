@@ -22,10 +22,19 @@ APPLY_FAIL = "DAGGERLM_APPLY_PATCH_FAIL"
 _PATCHED_FILE = re.compile(r"^diff --git a/\S+ b/(\S+)$", re.M)
 
 
+def patched_files(patch: str) -> list[str]:
+    return _PATCHED_FILE.findall(patch)
+
+
+def test_command(instance: Instance) -> str:
+    """pytest with `-rA` (one status line per test) on the files that hold the instance's tests."""
+    run_files = sorted({t.split("::")[0] for t in instance.FAIL_TO_PASS + instance.PASS_TO_PASS})
+    return f"python -m pytest -rA -q -p no:cacheprovider {' '.join(shlex.quote(f) for f in run_files)}"
+
+
 def eval_script(instance: Instance) -> str:
     """The bash script that applies both patches and runs the instance's tests with `-rA` output."""
-    test_files = _PATCHED_FILE.findall(instance.test_patch)
-    run_files = sorted({t.split("::")[0] for t in instance.FAIL_TO_PASS + instance.PASS_TO_PASS})
+    test_files = patched_files(instance.test_patch)
     lines = [
         f'if [ -s "$HOME/model.patch" ]; then git apply "$HOME/model.patch" || {{ echo {APPLY_FAIL}; exit 3; }}; fi',
     ]
@@ -33,7 +42,7 @@ def eval_script(instance: Instance) -> str:
         files = " ".join(shlex.quote(f) for f in test_files)
         lines += [f"for f in {files}; do git checkout -q {instance.base_commit} -- \"$f\" 2>/dev/null || rm -f \"$f\"; done",
                   f'git apply "$HOME/test.patch" || {{ echo {APPLY_FAIL}; exit 3; }}']
-    lines.append(f"python -m pytest -rA -q -p no:cacheprovider {' '.join(shlex.quote(f) for f in run_files)}")
+    lines.append(test_command(instance))
     return "\n".join(lines)
 
 

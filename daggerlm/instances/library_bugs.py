@@ -94,10 +94,19 @@ def fetch(lib: Library, cache: Path) -> tuple[Path, str]:
     return root / "repo", commit
 
 
-def build_library_env(lib: Library, runtime: RuntimeConfig) -> str:
-    """The library's environment (itself for its metadata, pytest, its test dependencies); its name."""
-    build_env(runtime.envs_dir, lib.label, [f"{lib.name}=={lib.version}", f"pytest=={version('pytest')}",
-                                            *lib.test_requires])
+def requirements(lib: Library) -> list[str]:
+    """What the library's tests need: itself (for its installed metadata), pytest, its test dependencies."""
+    return [f"{lib.name}=={lib.version}", f"pytest=={version('pytest')}", *lib.test_requires]
+
+
+def build_library_env(lib: Library, repo: Path, clean: str, runtime: RuntimeConfig) -> str:
+    """The library's environment for `runtime`: a virtual environment (local) or an image (docker)."""
+    if runtime.kind == "docker":
+        from daggerlm.runtime.images import build_env_image
+
+        build_env_image(_probe(lib, repo, clean), requirements(lib), runtime.docker_image)
+    else:
+        build_env(runtime.envs_dir, lib.label, requirements(lib))
     return lib.label
 
 
@@ -196,7 +205,7 @@ def mutate_library(lib: Library, n: int, seed: int, cache: Path, runtime: Runtim
                    on_progress: Callable[[int, int], None] | None = None) -> tuple[list[Instance], dict]:
     """Up to `n` validated instances of `lib` and a report (candidates tried, kept, reasons)."""
     repo, clean = fetch(lib, cache)
-    build_library_env(lib, runtime)
+    build_library_env(lib, repo, clean, runtime)
     baseline = run_suite(lib, repo, clean, runtime, timeout_s=max(300.0, runtime.timeout_s))
     if not baseline.status:
         raise LibrarySkipped(f"{lib.label}: its test suite ran no tests ({lib.tests}): {baseline.log.strip()[-200:]}")

@@ -34,6 +34,8 @@ class Instance(BaseModel):
     image: str | None = None
     eval_script: str | None = None
     log_parser: str | None = None
+    eval_type: str | None = None
+    """`image`, `eval_script`, `log_parser`, `eval_type`: what swebench's harness runs the record by."""
     source: Source = "swebench"
     repo_files: dict[str, str] | None = None
     """Inline repository snapshot at `base_commit` (small synthetic repositories)."""

@@ -2,8 +2,9 @@
 
 A container runs with no network, no privileges and limits on memory, CPUs and processes. The
 repository is the image's `/testbed` (official SWE-bench / SWE-Gym images, by name in the
-instance's `image`) or, for instances without an image, copied there from the instance's snapshot
-into `runtime.docker_image`. Commands run through `docker exec` under `timeout`, output capped; when
+instance's `image`) or, for instances without an image, copied there from the instance's snapshot,
+into its environment's image (`images.build_env_image`) or, with no environment, into
+`runtime.docker_image`. Commands run through `docker exec` under `timeout`, output capped; when
 a command leaves processes behind the container is restarted (its files kept), so nothing a command
 started outlives it, as in the local sandbox.
 """
@@ -27,6 +28,12 @@ from daggerlm.runtime.sandbox import Sandbox, _CappedReader
 
 TESTBED = "/testbed"
 HOME = "/root"
+BASE_IMAGE = "daggerlm/base:bookworm"
+
+
+def env_image_tag(environment: str) -> str:
+    """The image of a repository environment (`images.build_env_image`)."""
+    return f"daggerlm/env.{environment}:latest".lower()
 
 
 def client():
@@ -50,6 +57,17 @@ class _StreamReader:
         return next(self.chunks, b"")
 
 
+def repository_tar(instance: Instance) -> bytes:
+    """/testbed: the instance's repository at base_commit (a git repository, as in official images)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(tmp) / "testbed"
+        checkout_instance(instance, repo)
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            tar.add(repo, arcname=TESTBED.lstrip("/"))
+        return buffer.getvalue()
+
+
 class DockerSandbox(Sandbox):
     home, workdir = HOME, TESTBED
 
@@ -59,14 +77,22 @@ class DockerSandbox(Sandbox):
             raise InputError(f"instance {instance.instance_id}: no image and no repository snapshot to copy")
         self.container = None
 
+    def image(self) -> str:
+        if self.instance.image:
+            return self.instance.image
+        if self.instance.environment:
+            return env_image_tag(self.instance.environment)
+        return self.config.docker_image
+
     def open(self) -> None:
         docker = client()
-        image = self.instance.image or self.config.docker_image
+        image = self.image()
         try:
             docker.images.get(image)
         except Exception:
             raise InputError(f"image {image!r} not found locally (no image can be pulled here; "
-                             "`daggerlm docker build-base` builds the base image)") from None
+                             "`daggerlm docker build-base` builds the base image, `daggerlm docker build-env` "
+                             "a library's environment image)") from None
         self.container = docker.containers.create(
             image, command=["sleep", "infinity"], network_mode="none", privileged=False,
             mem_limit=f"{self.config.memory_mb}m", memswap_limit=f"{self.config.memory_mb}m",
@@ -74,7 +100,8 @@ class DockerSandbox(Sandbox):
             labels={"daggerlm.instance": self.instance.instance_id}, working_dir=TESTBED)
         self.container.start()
         if not self.instance.image:
-            self.container.put_archive("/", self._repository_tar())
+            self.container.exec_run(["rm", "-rf", TESTBED])
+            self.container.put_archive("/", repository_tar(self.instance))
         self.run(f"mkdir -p {HOME}/tmp && git config --global --add safe.directory {TESTBED}")
 
     def close(self) -> None:
@@ -84,16 +111,6 @@ class DockerSandbox(Sandbox):
             except Exception:
                 pass
             self.container = None
-
-    def _repository_tar(self) -> bytes:
-        """/testbed: the instance's repository at base_commit (a git repository, as in official images)."""
-        with tempfile.TemporaryDirectory() as tmp:
-            repo = Path(tmp) / "testbed"
-            checkout_instance(self.instance, repo)
-            buffer = io.BytesIO()
-            with tarfile.open(fileobj=buffer, mode="w") as tar:
-                tar.add(repo, arcname=TESTBED.lstrip("/"))
-            return buffer.getvalue()
 
     def _leftovers(self) -> bool:
         """Whether processes besides the container's init and its `sleep` run (asked from the host:
@@ -131,7 +148,7 @@ class DockerSandbox(Sandbox):
         return self.result(reader, -1 if code is None else code, seconds, timeout, timed_out)
 
 
-def build_base_image(tag: str = "daggerlm/base:bookworm", suite: str = "bookworm",
+def build_base_image(tag: str = BASE_IMAGE, suite: str = "bookworm",
                      mirror: str = "http://deb.debian.org/debian") -> str:
     """The base image, built locally (nothing can be pulled): a `debootstrap --variant=minbase` root
     filesystem with python3, pytest and git, `docker import`ed. Skipped when the tag exists."""

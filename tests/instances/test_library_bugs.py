@@ -2,28 +2,18 @@
 
 import pytest
 
-from daggerlm.config import AgentConfig, RuntimeConfig
+from daggerlm.config import AgentConfig
 from daggerlm.evaluation import evaluate
 from daggerlm.evaluation.grading import grade
-from daggerlm.instances.library_bugs import Library, LibrarySkipped, fetch, load_libraries, mutate_library
+from daggerlm.instances.library_bugs import Library, LibrarySkipped, fetch, mutate_library
 from daggerlm.policies import make_policy
 from daggerlm.runtime.git import git
-
-N = 3
-
-
-@pytest.fixture(scope="module")
-def toolz_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("toolz")
-    runtime = RuntimeConfig(envs_dir=str(root / "envs"), workdir=str(root))
-    lib = load_libraries()["toolz"]
-    instances, report = mutate_library(lib, N, seed=3, cache=root / "cache", runtime=runtime, workers=2)
-    return lib, runtime, root, instances, report
+from tests.conftest import TOOLZ_N
 
 
 def test_instances_break_some_tests_and_gold_fixes_them(toolz_run):
     lib, runtime, _, instances, report = toolz_run
-    assert len(instances) == N and report["kept"] == N and report["tests"] > 100
+    assert len(instances) == TOOLZ_N and report["kept"] == TOOLZ_N and report["tests"] > 100
     for inst in instances:
         assert inst.source == "mutation" and inst.environment == lib.label
         assert inst.FAIL_TO_PASS and inst.PASS_TO_PASS and not set(inst.FAIL_TO_PASS) & set(inst.PASS_TO_PASS)

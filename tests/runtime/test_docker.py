@@ -5,17 +5,11 @@ import time
 import pytest
 
 from daggerlm.agent.scaffold import run_episode
-from daggerlm.config import AgentConfig, RuntimeConfig
+from daggerlm.config import AgentConfig
 from daggerlm.evaluation.grading import grade
 from daggerlm.policies import make_policy
 from daggerlm.runtime import open_sandbox
-from daggerlm.runtime.docker import build_base_image, client
-
-
-@pytest.fixture(scope="session")
-def docker_runtime(tmp_path_factory) -> RuntimeConfig:
-    build_base_image()  # once per machine: debootstrap + docker import (skipped when the image exists)
-    return RuntimeConfig(kind="docker", memory_mb=512, pids_limit=128, timeout_s=20)
+from daggerlm.runtime.docker import client
 
 
 def _containers(instance_id):

@@ -1,0 +1,109 @@
+"""Images built locally on top of the base image: one per repository environment, one per instance.
+
+An environment image holds a repository's test dependencies (installed on the host by pip for the
+image's python with `--target`, so nothing is fetched from inside a container, whose network is off)
+and the repository's code at /testbed. An instance image is its environment image with /testbed at
+the instance's `base_commit`: what the official SWE-bench harness runs, by the record's `image`.
+Each image carries labels naming what it was built from, so a stale one is rebuilt, an up-to-date
+one reused.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import tarfile
+import tempfile
+
+from daggerlm.errors import InputError
+from daggerlm.instances.schema import Instance
+from daggerlm.runtime.docker import BASE_IMAGE, TESTBED, client, env_image_tag, repository_tar
+
+IMAGE_FORMAT = "2"  # bumped when what goes into an image changes: older ones are rebuilt
+
+
+def instance_image_tag(instance_id: str) -> str:
+    """Named like the official images (`sweb.eval.x86_64.<id>`), under our own namespace."""
+    return f"daggerlm/sweb.eval.x86_64.{instance_id}:latest".replace("__", "_1776_").lower()
+
+
+def _current(tag: str, labels: dict[str, str]) -> bool:
+    try:
+        image = client().images.get(tag)
+    except Exception:
+        return False
+    return all((image.labels or {}).get(k) == v for k, v in labels.items())
+
+
+def _require(tag: str, hint: str) -> None:
+    try:
+        client().images.get(tag)
+    except Exception:
+        raise InputError(f"image {tag!r} not found locally ({hint})") from None
+
+
+def _site_packages_tar(base: str, requirements: list[str]) -> bytes:
+    """`requirements` installed for the base image's python, as a tar rooted at its site-packages."""
+    probe = "import sys, sysconfig; print('%d.%d' % sys.version_info[:2]); print(sysconfig.get_path('purelib'))"
+    out = client().containers.run(base, ["python3", "-c", probe], remove=True, network_mode="none").decode()
+    py_version, purelib = out.split()
+    with tempfile.TemporaryDirectory() as tmp:
+        r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-compile",
+                            "--target", tmp, "--python-version", py_version, "--only-binary=:all:", *requirements],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"pip install {' '.join(requirements)} for python {py_version} failed: "
+                               f"{(r.stderr.strip().splitlines() or ['?'])[-1]}")
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            tar.add(tmp, arcname=purelib.lstrip("/"))
+        return buffer.getvalue()
+
+
+def _commit(source: str, tag: str, labels: dict[str, str], archives: list[bytes]) -> str:
+    """A new image `tag`: `source` with the tar `archives` unpacked at / (the /testbed one replaces it)."""
+    docker = client()
+    container = docker.containers.create(source, command=["sleep", "infinity"], network_mode="none")
+    try:
+        container.start()
+        container.exec_run(["rm", "-rf", TESTBED])
+        for data in archives:
+            if not container.put_archive("/", data):
+                raise RuntimeError(f"copying files into {tag} failed")
+        container.stop(timeout=1)
+        repository, _, version = tag.rpartition(":")
+        # StopSignal: nothing in these containers needs a graceful stop (the harness's `docker stop
+        # --time=15` would otherwise wait 15 s on a PID 1 that ignores SIGTERM)
+        container.commit(repository=repository, tag=version,
+                         conf={"Labels": labels, "WorkingDir": TESTBED, "StopSignal": "SIGKILL"})
+    finally:
+        container.remove(force=True)
+    return tag
+
+
+def build_env_image(clean: Instance, requirements: list[str], base: str = BASE_IMAGE) -> str:
+    """The environment image of `clean.environment`: `requirements` installed, `clean`'s code at /testbed."""
+    if not clean.environment:
+        raise InputError(f"instance {clean.instance_id}: no environment to build an image for")
+    _require(base, "`daggerlm docker build-base` builds it")
+    tag = env_image_tag(clean.environment)
+    labels = {"daggerlm.requirements": json.dumps(requirements), "daggerlm.commit": clean.base_commit,
+              "daggerlm.base": base, "daggerlm.format": IMAGE_FORMAT}
+    if _current(tag, labels):
+        return tag
+    return _commit(base, tag, labels, [_site_packages_tar(base, requirements), repository_tar(clean)])
+
+
+def build_instance_image(instance: Instance, base: str = BASE_IMAGE) -> str:
+    """`instance`'s image: its environment image (or the base) with /testbed at `base_commit`."""
+    source = env_image_tag(instance.environment) if instance.environment else base
+    _require(source, "`daggerlm docker build-env` builds environment images" if instance.environment
+             else "`daggerlm docker build-base` builds it")
+    tag = instance_image_tag(instance.instance_id)
+    labels = {"daggerlm.commit": instance.base_commit, "daggerlm.source": source, "daggerlm.format": IMAGE_FORMAT,
+              "daggerlm.source_id": client().images.get(source).id}
+    if _current(tag, labels):
+        return tag
+    return _commit(source, tag, labels, [repository_tar(instance)])
