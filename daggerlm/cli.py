@@ -293,9 +293,9 @@ def evaluate_cmd(
         return
     if instances is None or out is None:
         raise InputError("evaluate: give --iteration K, or both --instances and --out")
-    policy, _ = stages.evaluation_policy(p, 0)
-    metrics = evaluate(load_instances(instances), policy, out, runtime=p.runtime, agent=p.agent,
-                       concurrency=p.evaluation.concurrency, model_name=policy.identity, seed=p.seed)
+    with stages.evaluation_policy(p, 0) as (policy, _):
+        metrics = evaluate(load_instances(instances), policy, out, runtime=p.runtime, agent=p.agent,
+                           concurrency=p.evaluation.concurrency, model_name=policy.identity, seed=p.seed)
     _print_stats(f"{policy.identity} on {instances}", metrics)
 
 

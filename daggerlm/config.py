@@ -6,12 +6,13 @@ params.yaml fails with one line naming the key instead of being silently ignored
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from daggerlm.dagger.schedules import BetaSchedule
 from daggerlm.errors import InputError
@@ -84,8 +85,68 @@ class InstancesConfig(Section):
     functions_per_module: int = Field(3, ge=1, le=5)
 
 
+class EndpointConfig(Section):
+    """An OpenAI-compatible chat-completions endpoint: vLLM, `transformers serve`, a hosted API."""
+
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str = ""
+    """Model name sent with each request (student: empty means the checkpoint's path, as the servers
+    this pipeline starts name it)."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Name of the environment variable that holds the API key. The key itself never goes in params."""
+    stop: list[str] = []
+    timeout_s: float = Field(120.0, gt=0)
+    """Per request; a timed-out request is retried."""
+    max_retries: int = Field(4, ge=0)
+    """Retries on 429, 5xx, timeouts and connection errors (exponential backoff with jitter)."""
+    concurrency: int = Field(32, ge=1)
+    """Requests in flight at once, from this client."""
+    requests_per_minute: float | None = Field(None, gt=0)
+    """Client-side rate limit (None: none)."""
+    send_state: bool = False
+    """Send the instance id and environment snapshot with each request (privileged teachers served
+    over HTTP, like `python -m daggerlm.serving.oracle_server`)."""
+    price_input_per_mtok: float = Field(0.0, ge=0)
+    """Cost of a million prompt tokens, for the per-iteration cost report."""
+    price_output_per_mtok: float = Field(0.0, ge=0)
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _key_is_a_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value) or value.startswith("sk-"):
+            raise ValueError("expected the name of an environment variable (e.g. OPENAI_API_KEY); "
+                             "never put the key itself in params")
+        return value
+
+    def policy_kwargs(self, sampling: Sampling, model: str | None = None, fingerprint: str | None = None) -> dict:
+        return {"base_url": self.base_url, "model": self.model or model or "", "sampling": sampling,
+                "api_key_env": self.api_key_env, "stop": self.stop, "timeout_s": self.timeout_s,
+                "max_retries": self.max_retries, "concurrency": self.concurrency,
+                "requests_per_minute": self.requests_per_minute, "send_state": self.send_state,
+                "fingerprint": fingerprint}
+
+
+class StudentServerConfig(Section):
+    """How the `openai` student is served for a stage."""
+
+    launch: Literal["none", "transformers", "vllm"] = "transformers"
+    """`none`: use the server at `endpoint.base_url` as it is; `transformers`: start `transformers serve
+    --continuous-batching` on the checkpoint (CPU); `vllm`: start `vllm serve` (GPU; vLLM installed in
+    its own environment, see infra/)."""
+    command: str | None = None
+    """The server's executable (default: `transformers` / `vllm` next to this python, else on PATH)."""
+    lora: bool = False
+    """vLLM with LoRA checkpoints: serve the base model with `--enable-lora` and load each iteration's
+    adapter at run time (`/v1/load_lora_adapter`) instead of restarting with merged weights."""
+    startup_timeout_s: float = Field(600.0, gt=0)
+    extra_args: list[str] = []
+    """More arguments for the server command (e.g. `--gpu-memory-utilization 0.8`)."""
+    endpoint: EndpointConfig = EndpointConfig()
+
+
 class StudentConfig(Section):
-    kind: Literal["hf"] = "hf"
+    kind: Literal["hf", "openai"] = "hf"
+    """`hf`: in-process transformers; `openai`: over HTTP from a server (`server`)."""
     model: str = "data/checkpoints/iter_0"
     """Initial student: a model directory or hub id. With `build_tiny`, init-model writes it here."""
     build_tiny: bool = True
@@ -96,6 +157,7 @@ class StudentConfig(Section):
     """Longer prompts keep their last tokens."""
     device: str = "cpu"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    server: StudentServerConfig = StudentServerConfig()
 
     def policy_kwargs(self, model: str) -> dict:
         return {"model": model, "sampling": self.sampling, "max_prompt_tokens": self.max_prompt_tokens,
@@ -103,8 +165,15 @@ class StudentConfig(Section):
 
 
 class TeacherConfig(Section):
-    kind: Literal["oracle"] = "oracle"
-    """Who labels states: `oracle` (privileged scripted expert)."""
+    kind: Literal["oracle", "openai"] = "oracle"
+    """Who labels states: `oracle` (privileged scripted expert) or `openai` (a model behind any
+    OpenAI-compatible endpoint)."""
+    endpoint: EndpointConfig = EndpointConfig()
+    sampling: Sampling = Sampling(temperature=0.0, max_new_tokens=512)
+    """Of the `openai` teacher (greedy by default: a label should not depend on luck)."""
+
+    def policy_kwargs(self) -> dict:
+        return self.endpoint.policy_kwargs(self.sampling) if self.kind == "openai" else {}
 
 
 class DaggerConfig(Section):
@@ -177,7 +246,8 @@ def _describe(err: ValidationError, source: str) -> str:
     if e["type"] == "extra_forbidden":
         allowed = _allowed_keys(e["loc"])
         return f"{source}: unknown key '{key}'" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
-    return f"{source}: {key}: {e['msg']} (got {e['input']!r})"
+    shown = "hidden" if "key" in key else repr(e["input"])  # a key put where its name belongs stays out of logs
+    return f"{source}: {key}: {e['msg']} (got {shown})"
 
 
 def load_params(path: str | Path | None = None, overrides: dict | None = None) -> Params:

@@ -19,7 +19,7 @@ from importlib import resources
 import yaml
 from minisweagent.agents.default import AgentConfig as MiniAgentConfig
 from minisweagent.agents.default import DefaultAgent
-from minisweagent.exceptions import FormatError
+from minisweagent.exceptions import FormatError, InterruptAgentFlow
 from minisweagent.models.utils.actions_text import format_observation_messages, parse_regex_actions
 
 from daggerlm.agent.format import ACTION_REGEX
@@ -33,6 +33,12 @@ from daggerlm.runtime.sandbox import Sandbox
 
 ActorSchedule = Callable[[int], Actor]
 """Which actor executes turn t (0-based)."""
+POLICY_ERROR = "PolicyError"
+
+
+class PolicyFailed(InterruptAgentFlow):
+    """The acting policy gave no answer (a served model's request failed after its retries): the
+    episode ends here with exit status `PolicyError`, the error recorded in its last turn."""
 
 
 @cache
@@ -68,6 +74,9 @@ class ActorModel:
         start = time.monotonic()
         completion = self.policies[actor].complete([request])[0]
         extra = {"actor": actor, "meta": completion.meta, "policy_s": time.monotonic() - start}
+        if completion.meta.get("error"):
+            raise PolicyFailed({"role": "exit", "content": f"{actor} failed: {completion.meta['error']}",
+                                "extra": {**extra, "actions": [], "exit_status": POLICY_ERROR, "submission": ""}})
         try:
             actions = parse_regex_actions(completion.text, action_regex=ACTION_REGEX,
                                           format_error_template=self.config["format_error_template"])
@@ -114,6 +123,9 @@ class EpisodeAgent(DefaultAgent):
             self._record(prefix_len, snapshot, bad, action=None)
             self.trajectory.n_format_errors += 1
             raise
+        except PolicyFailed as e:
+            self._record(prefix_len, snapshot, {**e.messages[0], "content": ""}, action=None)
+            raise
         self.add_messages(message)
         self._record(prefix_len, snapshot, message, action=message["extra"]["actions"][0]["command"])
         return message
@@ -123,7 +135,7 @@ class EpisodeAgent(DefaultAgent):
         self.trajectory.turns.append(Turn(
             index=len(self.trajectory.turns), prefix_len=prefix_len, snapshot=snapshot, actor=extra["actor"],
             response=message["content"], action=action, policy_s=round(extra["policy_s"], 4), meta=extra["meta"],
-            label=message["content"] if extra["actor"] == "teacher" else None))
+            label=message["content"] if extra["actor"] == "teacher" and not extra["meta"].get("error") else None))
 
     def execute_actions(self, message: dict) -> list[dict]:
         start = time.monotonic()

@@ -94,7 +94,8 @@ class CachedTeacher:
         try:
             completions = dict(zip(owned, self.teacher.complete(list(owned.values()))))
             for k, c in completions.items():
-                self.cache.put(k, c)
+                if not c.meta.get("error"):  # a failed request is recorded where it happened, never cached
+                    self.cache.put(k, c)
                 futures[k].set_result(c)
         except BaseException as e:
             for f in futures.values():

@@ -35,7 +35,8 @@ def relabel(trajectories: Sequence[Trajectory], instances: dict[str, Instance], 
         todo = [i for i, turn in enumerate(traj.turns) if turn.label is None]
         requests = [state_request(traj, i, instances[traj.instance_id]) for i in todo]
         for i, completion in zip(todo, teacher.complete(requests) if requests else []):
-            traj.turns[i].label = completion.text
+            if not completion.meta.get("error"):  # a failed label stays None, its error in label_meta
+                traj.turns[i].label = completion.text
             traj.turns[i].meta = {**traj.turns[i].meta, "label_meta": completion.meta}
         return traj.model_dump(mode="json")
 
@@ -48,6 +49,8 @@ def relabel(trajectories: Sequence[Trajectory], instances: dict[str, Instance], 
     for traj in labeled:
         inst = instances[traj.instance_id]
         for i, turn in enumerate(traj.turns):
+            if turn.label is None:  # the teacher failed on this state: no example (counted in the stage's stats)
+                continue
             request = state_request(traj, i, inst)
             rows.append({
                 "format": LABEL_FORMAT, "state_hash": state_hash(request), "instance_id": traj.instance_id,

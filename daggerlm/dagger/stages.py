@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +30,8 @@ from daggerlm.errors import InputError
 from daggerlm.instances import Instance, load_instances, write_instances
 from daggerlm.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
 from daggerlm.policies import make_policy
+from daggerlm.policies.base import Policy
+from daggerlm.serving.student import open_student
 
 
 @dataclass(frozen=True)
@@ -78,15 +82,18 @@ def load_split(p: Params, split: str) -> list[Instance]:
 
 
 def teacher(p: Params) -> CachedTeacher:
-    return CachedTeacher(make_policy(p.teacher.kind), LabelCache(p.dagger.label_cache))
+    return CachedTeacher(make_policy(p.teacher.kind, **p.teacher.policy_kwargs()), LabelCache(p.dagger.label_cache))
 
 
-def evaluation_policy(p: Params, k: int):
+@contextmanager
+def evaluation_policy(p: Params, k: int) -> Iterator[tuple[Policy, str]]:
     """(policy, model name) that evaluation episodes use: the oracle, or the student of iteration k."""
     if p.evaluation.policy == "oracle":
-        return make_policy("oracle"), "oracle"
+        yield make_policy("oracle"), "oracle"
+        return
     model = checkpoint(p, k)
-    return make_policy(p.student.kind, **p.student.policy_kwargs(model)), model
+    with open_student(p.student, model) as policy:
+        yield policy, model
 
 
 # --- stages -------------------------------------------------------------------------------------
@@ -124,10 +131,10 @@ def stage_init_model(p: Params) -> dict:
 
 
 def stage_rollout(p: Params, k: int, runner: ItemRunner | None = None) -> dict:
-    student = make_policy(p.student.kind, **p.student.policy_kwargs(checkpoint(p, k)))
-    return collect_rollouts(load_split(p, "train"), student, teacher(p), layout(p).rollouts(k), iteration=k,
-                            beta=p.dagger.beta.beta(k), seed=p.seed, runtime=p.runtime, agent=p.agent,
-                            concurrency=p.dagger.concurrency, rollin_turns=p.dagger.rollin_turns, runner=runner)
+    with open_student(p.student, checkpoint(p, k)) as student:
+        return collect_rollouts(load_split(p, "train"), student, teacher(p), layout(p).rollouts(k), iteration=k,
+                                beta=p.dagger.beta.beta(k), seed=p.seed, runtime=p.runtime, agent=p.agent,
+                                concurrency=p.dagger.concurrency, rollin_turns=p.dagger.rollin_turns, runner=runner)
 
 
 def stage_label(p: Params, k: int, runner: ItemRunner | None = None) -> dict:
@@ -170,9 +177,9 @@ def stage_train(p: Params, k: int) -> dict:
 def stage_evaluate(p: Params, k: int, runner: ItemRunner | None = None) -> dict:
     from daggerlm.evaluation import evaluate
 
-    policy, name = evaluation_policy(p, k + 1)
-    return evaluate(load_split(p, "eval"), policy, layout(p).eval(k), runtime=p.runtime, agent=p.agent,
-                    concurrency=p.evaluation.concurrency, model_name=name, seed=p.seed, runner=runner)
+    with evaluation_policy(p, k + 1) as (policy, name):
+        return evaluate(load_split(p, "eval"), policy, layout(p).eval(k), runtime=p.runtime, agent=p.agent,
+                        concurrency=p.evaluation.concurrency, model_name=name, seed=p.seed, runner=runner)
 
 
 

@@ -16,7 +16,7 @@ from statistics import mean
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from daggerlm.agent.runner import ItemRunner, LocalRunner
-from daggerlm.agent.scaffold import run_episode
+from daggerlm.agent.scaffold import POLICY_ERROR, run_episode
 from daggerlm.agent.trajectory import Trajectory
 from daggerlm.config import AgentConfig, RuntimeConfig
 from daggerlm.evaluation.grading import grade
@@ -69,7 +69,10 @@ def evaluate(instances: Sequence[Instance], policy: Policy, out_dir: str | Path,
     def episode(inst: Instance) -> dict:
         trajectory = run_episode(inst, {"student": batcher}, lambda t: "student", runtime=runtime, agent=agent,
                                  seed=seed)
-        return {"trajectory": trajectory.model_dump(mode="json"), "report": grade(inst, trajectory.patch, runtime)}
+        report = grade(inst, trajectory.patch, runtime)
+        if trajectory.exit_status == POLICY_ERROR:  # the model never answered: not a resolution, whatever is left
+            report = {**report, "resolved": False, "error": trajectory.turns[-1].meta.get("error", POLICY_ERROR)}
+        return {"trajectory": trajectory.model_dump(mode="json"), "report": report}
 
     with progress_bar("evaluate") as progress:
         resolved = 0

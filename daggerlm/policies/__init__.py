@@ -11,4 +11,13 @@ def _make_hf(**kwargs):
 
     return HFPolicy(**kwargs)
 
+
+@register("openai")
+def _make_openai(**kwargs):
+    """Any OpenAI-compatible server (vLLM, `transformers serve`, a hosted API)."""
+    from daggerlm.policies.openai_compat import OpenAIPolicy
+
+    return OpenAIPolicy(**kwargs)
+
+
 __all__ = ["POLICIES", "Completion", "Policy", "PolicyRequest", "make_policy"]

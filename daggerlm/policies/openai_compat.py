@@ -1,0 +1,96 @@
+"""Policies served over HTTP: chat completions against any OpenAI-compatible `base_url` (vLLM,
+`transformers serve`, a hosted API).
+
+The `openai` SDK does the retries (exponential backoff with jitter on 429, 5xx, timeouts and
+connection errors, honouring `retry-after`); on top of it a client-side concurrency limit and a
+request-rate limit. A request that still fails is not raised: its completion carries `error` in
+its meta, so the episode (or the label) records it and the rest of the stage goes on. The API key
+is read from the environment variable the params name and is never part of the identity or meta.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from daggerlm.policies.base import Completion, PolicyRequest
+from daggerlm.policies.sampling import Sampling
+
+
+class RateLimiter:
+    """At most `per_minute` request starts per minute, spaced evenly (None: unlimited)."""
+
+    def __init__(self, per_minute: float | None):
+        self.interval = 60.0 / per_minute if per_minute else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        time.sleep(max(0.0, start - now))
+
+
+class OpenAIPolicy:
+    def __init__(self, base_url: str, model: str, sampling: Sampling | None = None, *,
+                 api_key_env: str = "OPENAI_API_KEY", stop: list[str] | None = None, timeout_s: float = 120.0,
+                 max_retries: int = 4, concurrency: int = 32, requests_per_minute: float | None = None,
+                 send_state: bool = False, fingerprint: str | None = None):
+        import openai
+
+        self.model, self.sampling, self.stop = model, sampling or Sampling(), list(stop or [])
+        self.send_state = send_state
+        # local servers take any key; the key itself never leaves this client object
+        self.client = openai.OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or "EMPTY",
+                                    timeout=timeout_s, max_retries=max_retries)
+        self.slots = threading.BoundedSemaphore(concurrency)
+        self.concurrency = concurrency
+        self.rate = RateLimiter(requests_per_minute)
+        s = self.sampling
+        self.identity = (f"openai:{model}" + (f"@{fingerprint}" if fingerprint else "")
+                         + f"|t={s.temperature}|top_p={s.top_p}|max_new={s.max_new_tokens}"
+                         + (f"|stop={self.stop}" if self.stop else ""))
+
+    def complete(self, requests: list[PolicyRequest]) -> list[Completion]:
+        """One request per state, sent concurrently (the server batches them)."""
+        if len(requests) <= 1:
+            return [self._one(r) for r in requests]
+        with ThreadPoolExecutor(min(len(requests), self.concurrency)) as pool:
+            return list(pool.map(self._one, requests))
+
+    def _body(self, r: PolicyRequest) -> dict[str, Any]:
+        s = self.sampling
+        body: dict[str, Any] = {"model": self.model, "messages": r.messages, "max_tokens": s.max_new_tokens,
+                                "temperature": s.temperature, "top_p": s.top_p}
+        if self.stop:
+            body["stop"] = self.stop
+        if r.seed is not None:
+            body["seed"] = r.seed
+        if self.send_state:  # privileged teachers behind HTTP (our oracle server) need the state
+            body["extra_body"] = {"daggerlm_state": {"instance_id": r.instance.instance_id, "snapshot": r.snapshot}}
+        return body
+
+    def _one(self, r: PolicyRequest) -> Completion:
+        start = time.monotonic()
+        with self.slots:
+            self.rate.wait()
+            try:
+                raw = self.client.chat.completions.with_raw_response.create(**self._body(r))
+                response = raw.parse()
+            except Exception as e:  # after the SDK's retries: this turn fails, the stage goes on
+                status = getattr(e, "status_code", None)
+                return Completion("", {"policy": self.identity, "error": f"{type(e).__name__}: {str(e)[:300]}",
+                                       "status_code": status, "latency_s": round(time.monotonic() - start, 3)})
+        choice = response.choices[0]
+        usage = response.usage.model_dump() if response.usage else {}
+        return Completion(choice.message.content or "", {
+            "policy": self.identity, "response_id": response.id, "model": response.model,
+            "finish_reason": choice.finish_reason, "usage": usage, "retries": raw.retries_taken,
+            "latency_s": round(time.monotonic() - start, 3), "seed": r.seed})
