@@ -139,6 +139,8 @@ class StudentServerConfig(Section):
     """vLLM with LoRA checkpoints: serve the base model with `--enable-lora` and load each iteration's
     adapter at run time (`/v1/load_lora_adapter`) instead of restarting with merged weights."""
     startup_timeout_s: float = Field(600.0, gt=0)
+    log_dir: str = ".daggerlm/logs"
+    """Where a started server's output is kept (one file per start)."""
     extra_args: list[str] = []
     """More arguments for the server command (e.g. `--gpu-memory-utilization 0.8`)."""
     endpoint: EndpointConfig = EndpointConfig()

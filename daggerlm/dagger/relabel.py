@@ -61,3 +61,18 @@ def relabel(trajectories: Sequence[Trajectory], instances: dict[str, Instance], 
                 "teacher_meta": json.dumps(turn.meta.get("label_meta", turn.meta), sort_keys=True),
             })
     return labeled, rows
+
+
+def teacher_usage(labeled: Sequence[Trajectory], price_input_per_mtok: float = 0.0,
+                  price_output_per_mtok: float = 0.0) -> dict:
+    """Tokens and cost of the teacher calls this iteration made (rollout turns the teacher acted in and
+    relabeled states; cache hits cost nothing), and the states the teacher failed to label."""
+    metas = [m for traj in labeled for turn in traj.turns
+             for m in (turn.meta.get("label_meta"), turn.meta if turn.actor == "teacher" else None)
+             if m and m.get("cache") == "miss"]
+    prompt = sum((m.get("usage") or {}).get("prompt_tokens", 0) for m in metas)
+    completion = sum((m.get("usage") or {}).get("completion_tokens", 0) for m in metas)
+    return {"teacher_prompt_tokens": prompt, "teacher_completion_tokens": completion,
+            "teacher_cost_usd": round((prompt * price_input_per_mtok + completion * price_output_per_mtok) / 1e6, 6),
+            "label_errors": sum(turn.label is None for traj in labeled for turn in traj.turns)}
+

@@ -24,7 +24,7 @@ from daggerlm.agent.runner import ItemRunner
 from daggerlm.config import Params
 from daggerlm.dagger.aggregate import aggregate, write_parquet
 from daggerlm.dagger.label_cache import CachedTeacher, LabelCache
-from daggerlm.dagger.relabel import relabel
+from daggerlm.dagger.relabel import relabel, teacher_usage
 from daggerlm.dagger.rollout import collect_rollouts, read_trajectories
 from daggerlm.errors import InputError
 from daggerlm.instances import Instance, load_instances, write_instances
@@ -149,7 +149,8 @@ def stage_label(p: Params, k: int, runner: ItemRunner | None = None) -> dict:
     stats = {"iteration": k, "states": len(rows), "student_states": sum(r["actor"] == "student" for r in rows),
              "teacher_calls": sources.count("miss"), "cache_hits": sources.count("hit"),
              "relabeled_differs": sum(r["actor"] == "student" and r["student_response"] != r["completion"][0]["content"]
-                                      for r in rows)}
+                                      for r in rows),
+             **teacher_usage(labeled, p.teacher.endpoint.price_input_per_mtok, p.teacher.endpoint.price_output_per_mtok)}
     atomic_write_json(out / "stats.json", stats)
     return stats
 

@@ -4,7 +4,8 @@ It exercises the `openai` policy end to end without a GPU or a hosted API. The o
 privileged: it needs the instance and the environment snapshot, which the client sends as
 `daggerlm_state` (the `openai` policy's `send_state`). Optional faults make it answer 500 or 429,
 or hang, for a share of requests: `transient` ones fail on their first attempt only (a retry
-succeeds), `permanent` ones always answer 500. Which requests fail is decided by a hash of the
+succeeds), `permanent` ones always answer 500. With `--api-key-env`, requests without that key
+are refused (401). Which requests fail is decided by a hash of the
 request, so a run is reproducible.
 
     python -m daggerlm.serving.oracle_server --instances FILE --port 8001 [--transient 0.3 --permanent 0.1]
@@ -16,8 +17,12 @@ import argparse
 import asyncio
 import hashlib
 import json
+import os
 import time
 import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from daggerlm.instances import load_instances
 from daggerlm.policies.base import PolicyRequest
@@ -33,10 +38,8 @@ def _share(body: dict) -> float:
     return int(hashlib.sha256(key).hexdigest()[:8], 16) / 16**8
 
 
-def make_app(instances_path: str, transient: float = 0.0, permanent: float = 0.0, hang_s: float = 30.0):
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
-
+def make_app(instances_path: str, transient: float = 0.0, permanent: float = 0.0, hang_s: float = 30.0,
+             api_key: str | None = None):
     instances = {i.instance_id: i for i in load_instances(instances_path)}
     oracle = Oracle()
     attempts: dict[float, int] = {}
@@ -52,6 +55,8 @@ def make_app(instances_path: str, transient: float = 0.0, permanent: float = 0.0
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
+        if api_key and request.headers.get("authorization") != f"Bearer {api_key}":
+            return JSONResponse({"error": {"message": "invalid API key"}}, status_code=401)
         body = await request.json()
         share = _share(body)
         attempts[share] = attempts.get(share, 0) + 1
@@ -89,8 +94,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--transient", type=float, default=0.0, help="share of requests failing once (500/429/hang)")
     ap.add_argument("--permanent", type=float, default=0.0, help="share of requests always failing (500)")
     ap.add_argument("--hang-s", type=float, default=30.0)
+    ap.add_argument("--api-key-env", help="require `Authorization: Bearer $VALUE` of this environment variable")
     a = ap.parse_args(argv)
-    uvicorn.run(make_app(a.instances, a.transient, a.permanent, a.hang_s), host=a.host, port=a.port,
+    api_key = os.environ[a.api_key_env] if a.api_key_env else None
+    uvicorn.run(make_app(a.instances, a.transient, a.permanent, a.hang_s, api_key), host=a.host, port=a.port,
                 log_level="warning")
 
 

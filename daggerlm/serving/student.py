@@ -65,7 +65,7 @@ def load_lora_adapter(base_url: str, name: str, path: str) -> None:
 
 
 @contextmanager
-def open_student(student: StudentConfig, checkpoint: str, log_dir: Path | str = ".daggerlm/logs") -> Iterator[Policy]:
+def open_student(student: StudentConfig, checkpoint: str) -> Iterator[Policy]:
     """The student policy for the duration of a stage (a server it started is stopped afterwards)."""
     if student.kind == "hf":
         yield make_policy("hf", **student.policy_kwargs(checkpoint))
@@ -85,7 +85,7 @@ def open_student(student: StudentConfig, checkpoint: str, log_dir: Path | str = 
     port = free_port()
     argv, model = server_command(student, checkpoint, port)
     env = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"} if server.launch == "vllm" else {}
-    log = Path(log_dir) / f"student-server-{fingerprint}-{port}.log"
+    log = Path(server.log_dir) / f"student-server-{fingerprint}-{port}.log"
     with managed_server(argv, port, log, timeout_s=server.startup_timeout_s, env=env) as base_url:
         if model == SERVED_NAME and server.launch == "vllm" and "--enable-lora" in argv:
             load_lora_adapter(base_url, SERVED_NAME, checkpoint)

@@ -1,0 +1,90 @@
+"""The `openai` policy against a real OpenAI-compatible HTTP server: the oracle behind our own server."""
+
+import json
+import sys
+
+import pytest
+
+from daggerlm.agent.scaffold import POLICY_ERROR, run_episode
+from daggerlm.config import AgentConfig
+from daggerlm.dagger.loop import run_dagger
+from daggerlm.dagger.relabel import state_request
+from daggerlm.evaluation import evaluate
+from daggerlm.instances import write_instances
+from daggerlm.policies import make_policy
+from daggerlm.serving.process import free_port, managed_server
+from tests.conftest import tiny_params
+
+KEY_ENV = "DAGGERLM_TEST_TEACHER_KEY"
+KEY = "sk-planted-0123456789abcdef"  # must never appear in anything the pipeline writes
+
+
+def _server(tmp_path, instances, *args):
+    path = write_instances(tmp_path / "instances.jsonl", instances)
+    port = free_port()
+    argv = [sys.executable, "-m", "daggerlm.serving.oracle_server", "--instances", str(path), "--port", str(port),
+            "--api-key-env", KEY_ENV, *args]
+    return managed_server(argv, port, tmp_path / "server.log", timeout_s=60, env={KEY_ENV: KEY})
+
+
+def _teacher(base_url, **kw):
+    return make_policy("openai", base_url=base_url, model="oracle", api_key_env=KEY_ENV, send_state=True, **kw)
+
+
+def test_labels_over_http_equal_the_oracle_in_process(tmp_path, eval_instances, runtime, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, KEY)
+    oracle = make_policy("oracle")
+    traj = run_episode(eval_instances[0], {"teacher": oracle}, lambda t: "teacher", runtime=runtime,
+                       agent=AgentConfig())
+    requests = [state_request(traj, i, eval_instances[0]) for i in range(len(traj.turns))]
+    with _server(tmp_path, eval_instances) as base_url:
+        served = _teacher(base_url).complete(requests)
+        monkeypatch.setenv(KEY_ENV, "sk-wrong")
+        refused = _teacher(base_url, max_retries=0).complete(requests[:1])
+    assert [c.text for c in served] == [c.text for c in oracle.complete(requests)]
+    for c in served:
+        assert c.meta["response_id"].startswith("chatcmpl-") and c.meta["finish_reason"] == "stop"
+        assert c.meta["usage"]["completion_tokens"] > 0 and c.meta["retries"] == 0
+    assert "401" in refused[0].meta["error"] and refused[0].text == ""  # recorded, not raised
+
+
+def test_faults_are_retried_and_permanent_failures_recorded_not_resolved(tmp_path, eval_instances, runtime,
+                                                                          monkeypatch):
+    monkeypatch.setenv(KEY_ENV, KEY)
+    instances = eval_instances[:6]
+    with _server(tmp_path, instances, "--transient", "0.4", "--permanent", "0.08", "--hang-s", "4") as base_url:
+        teacher = _teacher(base_url, timeout_s=1.5, max_retries=3, concurrency=4)
+        metrics = evaluate(instances, teacher, tmp_path / "eval", runtime=runtime, agent=AgentConfig(),
+                           concurrency=6)
+    results = [json.loads(f.read_text())["value"] for f in (tmp_path / "eval" / "results").glob("*.json")]
+    assert len(results) == len(instances)  # the stage finished: every episode has its result
+    failed = [r for r in results if r["trajectory"]["exit_status"] == POLICY_ERROR]
+    assert 0 < len(failed) < len(instances), "the fault share should fail some episodes, not all"
+    for r in failed:
+        last = r["trajectory"]["turns"][-1]
+        assert "500" in last["meta"]["error"] and last["action"] is None
+        assert r["report"]["resolved"] is False and r["report"]["error"] == last["meta"]["error"]
+    assert metrics["resolved"] == len(instances) - len(failed)  # every other episode: the oracle resolves
+    assert metrics["exit_statuses"][POLICY_ERROR] == len(failed)
+    retried = [t["meta"] for r in results for t in r["trajectory"]["turns"] if t["meta"].get("retries")]
+    assert retried and all(not m.get("error") for m in retried)  # retried requests succeeded
+
+
+def test_loop_with_the_teacher_over_http_writes_no_key(tmp_path, eval_instances, monkeypatch, tiny_model_dir):
+    from daggerlm.dagger.stages import load_split, stage_instances
+
+    monkeypatch.setenv(KEY_ENV, KEY)
+    base = {"student.model": str(tiny_model_dir), "student.build_tiny": False, "dagger.iterations": 1,
+            "teacher.kind": "openai"}
+    stage_instances(tiny_params(tmp_path, **base))  # the server must know the train split's instances
+    train = load_split(tiny_params(tmp_path, **base), "train")
+    with _server(tmp_path / "server", train) as base_url:
+        p = tiny_params(tmp_path, **base, **{"teacher.endpoint": {
+            "base_url": base_url, "model": "oracle", "api_key_env": KEY_ENV, "send_state": True,
+            "price_input_per_mtok": 1.0, "price_output_per_mtok": 4.0}})
+        rows = run_dagger(p, log=lambda msg: None)
+    assert rows[0]["teacher_calls"] > 0 and rows[0]["labels_new"] > 0 and rows[0]["teacher_cost_usd"] > 0
+    assert rows[0]["label_errors"] == 0
+    leaked = [str(f) for f in tmp_path.rglob("*") if f.is_file() and KEY.encode() in f.read_bytes()]
+    assert not leaked
+    assert KEY_ENV in str(p.teacher.endpoint) and KEY not in p.model_dump_json()
