@@ -41,3 +41,11 @@ def test_bad_value_names_file_and_key(tmp_path):
     path.write_text("dagger:\n  beta: {kind: constant, value: 1.5}\n")
     with pytest.raises(InputError, match=r"params.yaml.*dagger\.beta.*1"):
         load_params(path)
+
+
+def test_shipped_gpu_params_load():
+    from daggerlm.config import load_params
+    from tests.conftest import REPO
+
+    p = load_params(REPO / "infra" / "params.gpu.yaml")
+    assert p.student.kind == "openai" and p.student.server.lora and p.teacher.endpoint.api_key_env == "OPENAI_API_KEY"

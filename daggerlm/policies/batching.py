@@ -2,7 +2,10 @@
 
 Each episode runs in its own thread and asks for one completion at a time; the batcher holds the
 requests until every live episode is waiting, then sends them all in one call. The batch is ordered
-by (instance, history length), so its composition does not depend on thread timing.
+by (instance, history length), so its composition does not depend on thread timing. A policy whose
+server batches requests itself (`server_batched`, e.g. vLLM or `transformers serve` with continuous
+batching) gets each request as soon as it is made: while one episode waits for the model, the
+others run their commands.
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ class LockstepBatcher:
             self.finish()
 
     def complete(self, requests: list[PolicyRequest]) -> list[Completion]:
+        if getattr(self.policy, "server_batched", False):  # the server batches: send at once, wait for nobody
+            with self._cond:
+                self.batch_sizes.append(len(requests))
+            return self.policy.complete(requests)
         slots = [{} for _ in requests]
         with self._cond:
             self._pending.extend(zip(requests, slots))

@@ -39,6 +39,9 @@ class RateLimiter:
 
 
 class OpenAIPolicy:
+    server_batched = True
+    """Requests go out as soon as episodes make them; the server batches them (continuous batching)."""
+
     def __init__(self, base_url: str, model: str, sampling: Sampling | None = None, *,
                  api_key_env: str = "OPENAI_API_KEY", stop: list[str] | None = None, timeout_s: float = 120.0,
                  max_retries: int = 4, concurrency: int = 32, requests_per_minute: float | None = None,
