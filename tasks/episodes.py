@@ -15,7 +15,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
 from prefect.logging import get_run_logger
 
-from daggerlm.agent.runner import Outcome
+from daggerlm.agent.runner import Outcome, wave_size
 
 
 @task(cache_key_fn=lambda context, parameters: parameters["key"], persist_result=True, result_serializer="json",
@@ -43,7 +43,7 @@ class PrefectRunner:
                 for b in batchers:
                     b.finish()
 
-        step = max(1, concurrency)
+        step = wave_size(batchers, concurrency, len(items))  # the task runner's max_workers bounds concurrency
         for start in range(0, len(items), step):
             wave = range(start, min(start + step, len(items)))
             for b in batchers:

@@ -2,7 +2,8 @@
 
 A wave is `concurrency` episodes, one thread each; the policies' lockstep batchers turn their
 requests into one batched call per turn. Waves start in input order, so which episodes share a
-batch does not depend on timing.
+batch does not depend on timing. Policies served with their own batching need no waves: a window of
+`concurrency` episodes slides over the items.
 
 An `ItemRunner` runs a stage's items (episodes, trajectories to label) at most once per key:
 `LocalRunner` keeps each result as a JSON file; the Prefect runner (`tasks/episodes.py`) makes
@@ -24,6 +25,13 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+def wave_size(batchers: Sequence[LockstepBatcher], concurrency: int, n_items: int) -> int:
+    """Waves keep lockstep batches deterministic; when every policy's server batches by itself, one
+    window of `concurrency` episodes slides over all items instead (no waiting for a wave's slowest)."""
+    lockstep = any(not getattr(b.policy, "server_batched", False) for b in batchers)
+    return max(1, concurrency if lockstep else n_items)
+
+
 def run_in_waves(items: Sequence[T], episode: Callable[[T], R], concurrency: int,
                  batchers: Sequence[LockstepBatcher] = (), on_done: Callable[[T, R], None] | None = None) -> list[R]:
     results: list[R] = []
@@ -35,9 +43,10 @@ def run_in_waves(items: Sequence[T], episode: Callable[[T], R], concurrency: int
             for b in batchers:
                 b.finish()
 
+    size = wave_size(batchers, concurrency, len(items))
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        for start in range(0, len(items), concurrency):
-            wave = items[start:start + concurrency]
+        for start in range(0, len(items), size):
+            wave = items[start:start + size]
             for b in batchers:
                 b.register(len(wave))
             for item, result in zip(wave, pool.map(one, wave)):
