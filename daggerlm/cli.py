@@ -366,15 +366,16 @@ def oracle_cmd(
 def run_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
     """The main job: every DAgger iteration of params.yaml; prints and saves the per-iteration table."""
     from daggerlm.dagger import stages
-    from daggerlm.dagger.loop import COLUMNS, SHORT, run_dagger
+    from daggerlm.dagger.loop import SHORT, run_dagger, shown_columns
 
     p = _params(params, set_)
     rows = run_dagger(p, log=lambda msg: console.print(msg, highlight=False))
     table = Table(title="DAgger iterations (loss0/loss1: loss on the aggregate before/after training)")
-    for c in COLUMNS:
+    columns = shown_columns(rows)
+    for c in columns:
         table.add_column(SHORT[c], justify="right")
     for r in rows:
-        table.add_row(*(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in COLUMNS))
+        table.add_row(*(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in columns))
     Console().print(table)
     console.print(f"table saved to {stages.layout(p).root}/summary.md and summary.json")
 

@@ -36,6 +36,15 @@ def iteration_row(k: int, rollout: dict, label: dict, agg: dict, train: dict, ev
     }
 
 
+SERVED_ONLY = ("label_errors", "teacher_tokens", "teacher_cost_usd")
+"""Columns that only a served teacher fills."""
+
+
+def shown_columns(rows: list[dict]) -> list[str]:
+    """The columns worth a terminal's width: the served-teacher ones only when some row has them."""
+    return [c for c in COLUMNS if c not in SERVED_ONLY or any(r.get(c) for r in rows)]
+
+
 def markdown_table(rows: list[dict]) -> str:
     fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]

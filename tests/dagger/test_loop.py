@@ -75,3 +75,13 @@ def test_iterations_set_rewrites_params_keeping_comments(tmp_path):
     assert target.read_text().startswith("# daggerlm parameters")
     with pytest.raises(InputError, match="pipeline has iterations"):
         load_params(target, {"dagger.iterations": 2})
+
+
+def test_terminal_table_shows_served_teacher_columns_only_when_filled():
+    from daggerlm.dagger.loop import COLUMNS, SERVED_ONLY, shown_columns
+
+    oracle_rows = [{c: 0 for c in COLUMNS}]
+    assert not set(SERVED_ONLY) & set(shown_columns(oracle_rows))
+    served = [{**oracle_rows[0], "teacher_tokens": 1200, "teacher_cost_usd": 0.01}]
+    assert {"teacher_tokens", "teacher_cost_usd"} <= set(shown_columns(served))
+    assert "label_errors" not in shown_columns(served)
