@@ -28,7 +28,7 @@ R = TypeVar("R")
 def wave_size(batchers: Sequence[LockstepBatcher], concurrency: int, n_items: int) -> int:
     """Waves keep lockstep batches deterministic; when every policy's server batches by itself, one
     window of `concurrency` episodes slides over all items instead (no waiting for a wave's slowest)."""
-    lockstep = any(not getattr(b.policy, "server_batched", False) for b in batchers)
+    lockstep = any(not b.server_batched for b in batchers)
     return max(1, concurrency if lockstep else n_items)
 
 

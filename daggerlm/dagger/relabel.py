@@ -75,4 +75,3 @@ def teacher_usage(labeled: Sequence[Trajectory], price_input_per_mtok: float = 0
     return {"teacher_prompt_tokens": prompt, "teacher_completion_tokens": completion,
             "teacher_cost_usd": round((prompt * price_input_per_mtok + completion * price_output_per_mtok) / 1e6, 6),
             "label_errors": sum(turn.label is None for traj in labeled for turn in traj.turns)}
-

@@ -183,7 +183,6 @@ def stage_evaluate(p: Params, k: int, runner: ItemRunner | None = None) -> dict:
                         concurrency=p.evaluation.concurrency, model_name=name, seed=p.seed, runner=runner)
 
 
-
 def stage_report(p: Params) -> list[dict]:
     """The per-iteration table from the stages' own stats files (what `dvc metrics/plots` show)."""
     from daggerlm.dagger.loop import iteration_row, markdown_table

@@ -19,12 +19,12 @@ from pathlib import Path
 import yaml
 from swebench.harness.constants import END_TEST_OUTPUT, START_TEST_OUTPUT
 from swebench.harness.log_parsers import PARSER_REGISTRY
-from swebench.image_builder.image_spec import ImageSpec
 
 from daggerlm.errors import InputError
 from daggerlm.evaluation.grading import patched_files, test_command
 from daggerlm.instances.schema import Instance
 from daggerlm.io import atomic_write_jsonl
+from daggerlm.runtime.images import sweb_image_name
 
 REPOS = Path(__file__).with_name("swebench_repos.yaml")
 TESTBED = "/testbed"
@@ -39,11 +39,6 @@ def repo_specs(path: Path = REPOS) -> dict[str, dict]:
         if spec.get("log_parser") not in PARSER_REGISTRY:
             raise InputError(f"{path}: {repo}: log_parser {spec.get('log_parser')!r} is not one of swebench's parsers")
     return specs
-
-
-def official_image(instance_id: str, namespace: str = "swebench", tag: str = "latest") -> str:
-    """The published image's name (`swebench/sweb.eval.x86_64.<id, __ as _1776_>:latest`), by swebench's rule."""
-    return ImageSpec(instance_id=instance_id, dockerfile="(published)", namespace=namespace, tag=tag).name
 
 
 def official_eval_script(base_commit: str, test_patch: str, test_cmd: str, setup: list[str] = (),
@@ -76,7 +71,7 @@ def swebench_spec(instance: Instance, namespace: str = "swebench") -> dict:
                          f"(known: {', '.join(repo_specs())})")
     test_cmd = " ".join([spec["test_cmd"], *_directives(instance.test_patch, spec.get("directives", "paths"))])
     conda = ["source /opt/miniconda3/bin/activate", "conda activate testbed"]
-    return {"image": official_image(instance.instance_id, namespace),
+    return {"image": sweb_image_name(instance.instance_id, namespace),
             "eval_script": official_eval_script(instance.base_commit, instance.test_patch, test_cmd,
                                        setup=[*conda, *spec.get("pre", [])],
                                        install=spec.get("install")),

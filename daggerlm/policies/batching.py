@@ -47,8 +47,12 @@ class LockstepBatcher:
         finally:
             self.finish()
 
+    @property
+    def server_batched(self) -> bool:
+        return bool(getattr(self.policy, "server_batched", False))
+
     def complete(self, requests: list[PolicyRequest]) -> list[Completion]:
-        if getattr(self.policy, "server_batched", False):  # the server batches: send at once, wait for nobody
+        if self.server_batched:  # the server batches: send at once, wait for nobody
             with self._cond:
                 self.batch_sizes.append(len(requests))
             return self.policy.complete(requests)

@@ -8,7 +8,6 @@ other rows of its batch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from pathlib import Path
@@ -19,9 +18,9 @@ from transformers.utils import logging as hf_logging
 
 from daggerlm.errors import InputError
 from daggerlm.policies.base import Completion, PolicyRequest
+from daggerlm.policies.checkpoints import checkpoint_fingerprint
 from daggerlm.policies.sampling import Sampling
 
-CHECKPOINT_META = "daggerlm_checkpoint.json"
 
 
 class RowSampler(LogitsProcessor):
@@ -51,19 +50,6 @@ def chat_ids(tokenizer, messages: list[dict], add_generation_prompt: bool = Fals
     """Token ids of `messages` under the tokenizer's chat template (some versions return a BatchEncoding)."""
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=True)
     return ids["input_ids"] if hasattr(ids, "keys") else ids
-
-
-def checkpoint_fingerprint(path: str) -> str:
-    """Short content fingerprint: the checkpoint metadata when present, else file names and sizes."""
-    p = Path(path)
-    if not p.is_dir():
-        return path
-    meta = p / CHECKPOINT_META
-    if meta.is_file():
-        blob = meta.read_bytes()
-    else:
-        blob = json.dumps(sorted((f.name, f.stat().st_size) for f in p.iterdir() if f.is_file())).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
 
 
 def load_model_and_tokenizer(path: str, device: str = "cpu", dtype: str = "float32", trainable: bool = False):

@@ -17,6 +17,8 @@ import sys
 import tarfile
 import tempfile
 
+from swebench.image_builder.image_spec import ImageSpec
+
 from daggerlm.errors import InputError
 from daggerlm.instances.schema import Instance
 from daggerlm.runtime.docker import BASE_IMAGE, TESTBED, client, env_image_tag, repository_tar
@@ -24,9 +26,14 @@ from daggerlm.runtime.docker import BASE_IMAGE, TESTBED, client, env_image_tag, 
 IMAGE_FORMAT = "2"  # bumped when what goes into an image changes: older ones are rebuilt
 
 
+def sweb_image_name(instance_id: str, namespace: str, tag: str = "latest") -> str:
+    """`<namespace>/sweb.eval.x86_64.<id, __ as _1776_>:<tag>`, by swebench's own naming rule."""
+    return ImageSpec(instance_id=instance_id, dockerfile="(built elsewhere)", namespace=namespace, tag=tag).name
+
+
 def instance_image_tag(instance_id: str) -> str:
-    """Named like the official images (`sweb.eval.x86_64.<id>`), under our own namespace."""
-    return f"daggerlm/sweb.eval.x86_64.{instance_id}:latest".replace("__", "_1776_").lower()
+    """Named like the official images, under our own namespace."""
+    return sweb_image_name(instance_id, "daggerlm")
 
 
 def _current(tag: str, labels: dict[str, str]) -> bool:
@@ -37,9 +44,9 @@ def _current(tag: str, labels: dict[str, str]) -> bool:
     return all((image.labels or {}).get(k) == v for k, v in labels.items())
 
 
-def _require(tag: str, hint: str) -> None:
+def _require(tag: str, hint: str):
     try:
-        client().images.get(tag)
+        return client().images.get(tag)
     except Exception:
         raise InputError(f"image {tag!r} not found locally ({hint})") from None
 
@@ -99,11 +106,11 @@ def build_env_image(clean: Instance, requirements: list[str], base: str = BASE_I
 def build_instance_image(instance: Instance, base: str = BASE_IMAGE) -> str:
     """`instance`'s image: its environment image (or the base) with /testbed at `base_commit`."""
     source = env_image_tag(instance.environment) if instance.environment else base
-    _require(source, "`daggerlm docker build-env` builds environment images" if instance.environment
-             else "`daggerlm docker build-base` builds it")
+    source_image = _require(source, "`daggerlm docker build-env` builds environment images" if instance.environment
+                            else "`daggerlm docker build-base` builds it")
     tag = instance_image_tag(instance.instance_id)
     labels = {"daggerlm.commit": instance.base_commit, "daggerlm.source": source, "daggerlm.format": IMAGE_FORMAT,
-              "daggerlm.source_id": client().images.get(source).id}
+              "daggerlm.source_id": source_image.id}
     if _current(tag, labels):
         return tag
     return _commit(source, tag, labels, [repository_tar(instance)])

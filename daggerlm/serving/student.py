@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from daggerlm.config import StudentConfig
 from daggerlm.errors import InputError
 from daggerlm.policies import make_policy
 from daggerlm.policies.base import Policy
+from daggerlm.policies.checkpoints import checkpoint_fingerprint
 from daggerlm.serving.process import free_port, managed_server
 
 SERVED_NAME = "student"
@@ -74,8 +76,6 @@ def open_student(student: StudentConfig, checkpoint: str) -> Iterator[Policy]:
     if student.kind == "hf":
         yield make_policy("hf", **student.policy_kwargs(checkpoint))
         return
-    from daggerlm.policies.hf import checkpoint_fingerprint
-
     fingerprint = checkpoint_fingerprint(checkpoint)
     server, endpoint = student.server, student.server.endpoint
     if server.launch == "none":

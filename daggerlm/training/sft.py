@@ -21,7 +21,8 @@ from transformers.utils import logging as hf_logging
 
 from daggerlm.errors import InputError
 from daggerlm.io import atomic_write_json
-from daggerlm.policies.hf import CHECKPOINT_META, chat_ids, load_model_and_tokenizer
+from daggerlm.policies.checkpoints import CHECKPOINT_META
+from daggerlm.policies.hf import chat_ids, load_model_and_tokenizer
 from daggerlm.training.config import TrainConfig
 
 
