@@ -68,3 +68,25 @@ class CountingPolicy:
     def complete(self, requests: list[PolicyRequest]) -> list[Completion]:
         self.requests += len(requests)
         return self.policy.complete(requests)
+
+
+TEACHER_KEY_ENV = "DAGGERLM_TEST_TEACHER_KEY"
+TEACHER_KEY = "sk-planted-0123456789abcdef"  # must never appear in anything the pipeline writes
+
+
+def oracle_server(tmp_path, instances, *args, port: int | None = None):
+    """Our OpenAI-compatible oracle server on 127.0.0.1, requiring the planted key (a context manager: base URL)."""
+    import sys
+
+    from daggerlm.instances import write_instances
+    from daggerlm.serving.process import free_port, managed_server
+
+    path = write_instances(tmp_path / "instances.jsonl", instances)
+    port = port or free_port()
+    argv = [sys.executable, "-m", "daggerlm.serving.oracle_server", "--instances", str(path), "--port", str(port),
+            "--api-key-env", TEACHER_KEY_ENV, *args]
+    return managed_server(argv, port, tmp_path / "server.log", timeout_s=60, env={TEACHER_KEY_ENV: TEACHER_KEY})
+
+
+def files_containing(root, secret: str) -> list[str]:
+    return [str(f) for f in root.rglob("*") if f.is_file() and secret.encode() in f.read_bytes()]

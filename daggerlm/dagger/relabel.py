@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from daggerlm.agent.runner import ItemRunner, LocalRunner
 from daggerlm.agent.trajectory import Trajectory
@@ -45,6 +46,13 @@ def relabel(trajectories: Sequence[Trajectory], instances: dict[str, Instance], 
     outcome = (runner or LocalRunner(None))(trajectories, [t.instance_id for t in trajectories], keys, label,
                                             concurrency=concurrency)
     labeled = [Trajectory.model_validate(r) for r in outcome.results]
+    # a failed label is never final: its trajectory is asked again here (also when a re-run reused it);
+    # what succeeds is kept by the label cache
+    unfinished = [i for i, t in enumerate(labeled) if any(turn.label is None for turn in t.turns)]
+    if unfinished:
+        with ThreadPoolExecutor(max(1, min(concurrency, len(unfinished)))) as pool:
+            for i, result in zip(unfinished, pool.map(label, [labeled[i] for i in unfinished])):
+                labeled[i] = Trajectory.model_validate(result)
     rows = []
     for traj in labeled:
         inst = instances[traj.instance_id]

@@ -95,7 +95,7 @@ def _quote(path: str) -> str:
 class Oracle:
     """Privileged scripted expert; deterministic, so its identity needs no sampling parameters."""
 
-    identity = "oracle/v1"
+    identity = "oracle/v2"
 
     def complete(self, requests: list[PolicyRequest]) -> list[Completion]:
         return [Completion(self.decide(r.instance, r.messages, r.snapshot), {"policy": self.identity})
@@ -111,9 +111,8 @@ class Oracle:
 
     @staticmethod
     def locate_command(fix: GoldFix) -> str:
-        if fix.function and fix.def_line and fix.line:
-            top = PurePosixPath(fix.file).parts[0] if len(PurePosixPath(fix.file).parts) > 1 else fix.file
-            return f'grep -rn -A {fix.line - fix.def_line} "def {fix.function}(" {_quote(top)}'
+        if fix.function and fix.def_line and fix.line:  # the whole repository: a student knows no more
+            return f'grep -rn --include="*.py" -A {fix.line - fix.def_line} "def {fix.function}(" .'
         first = max(1, (fix.line or 1) - 5)
         return f"nl -ba {_quote(fix.file)} | sed -n '{first},{first + 15}p'"
 

@@ -8,6 +8,7 @@ from daggerlm.dagger.relabel import relabel
 from daggerlm.dagger.rollout import collect_rollouts
 from daggerlm.instances.synthetic import generate
 from daggerlm.policies import make_policy
+from daggerlm.policies.base import Completion
 from daggerlm.policies.oracle import Oracle
 from daggerlm.policies.sampling import Sampling
 from tests.helpers import WrongActionPolicy
@@ -99,3 +100,37 @@ def test_same_seed_same_rollouts(tmp_path, runtime, tiny_model_dir):
     first, second = run("a"), run("b")
     assert first == second
     assert {actor for traj in first for actor, *_ in traj} == {"student", "teacher"}
+
+
+class _Unavailable:
+    """A teacher whose server is down until `up` is set (every request fails, as after the SDK's retries)."""
+
+    identity = "oracle/v2"
+
+    def __init__(self):
+        self.up, self.oracle = False, Oracle()
+
+    def complete(self, requests):
+        if self.up:
+            return self.oracle.complete(requests)
+        return [Completion("", {"policy": self.identity, "error": "InternalServerError: 500"}) for _ in requests]
+
+
+def test_failed_labels_are_asked_again_when_the_stage_reruns(tmp_path, runtime):
+    from daggerlm.agent.runner import LocalRunner
+    from daggerlm.dagger.rollout import read_trajectories
+
+    instances = generate(3, "train", seed=8)
+    by_id = {i.instance_id: i for i in instances}
+    _rollout(tmp_path, "r", WrongActionPolicy(1), CachedTeacher(Oracle(), LabelCache(tmp_path / "c0")), instances,
+             runtime, beta=0.0)
+    trajectories = read_trajectories(tmp_path / "r" / "trajectories.jsonl")
+    server = _Unavailable()
+    teacher = CachedTeacher(server, LabelCache(tmp_path / "cache"))
+    runner = LocalRunner(tmp_path / "items")  # the stage's per-item results, as a re-run finds them
+    _, rows = relabel(trajectories, by_id, teacher, runner=runner)
+    assert rows == []  # every state failed: no example, nothing cached as a label
+    server.up = True
+    labeled, rows = relabel(trajectories, by_id, teacher, runner=runner)
+    states = sum(len(t.turns) for t in trajectories)
+    assert len(rows) == states and all(t.label for tr in labeled for t in tr.turns)

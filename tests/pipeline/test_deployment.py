@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -10,6 +9,9 @@ import urllib.request
 from pathlib import Path
 
 from tests.conftest import REPO
+from daggerlm.instances.synthetic import generate
+from daggerlm.serving.process import free_port
+from tests.helpers import TEACHER_KEY, TEACHER_KEY_ENV, files_containing, oracle_server
 from tests.pipeline.project import make_project
 
 READ_BACK = """
@@ -29,46 +31,49 @@ with get_client(sync_client=True) as client:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_deployment_runs_on_a_process_worker(tmp_path):
-    project, p, env = make_project(tmp_path)
-    port = _free_port()
+    """The teacher is our oracle behind HTTP with a planted API key: no file of the run (project,
+    Prefect's database, result storage, logs) may contain it."""
+    teacher_port = free_port()
+    project, p, env = make_project(tmp_path, **{"teacher.kind": "openai", "teacher.endpoint": {
+        "base_url": f"http://127.0.0.1:{teacher_port}/v1", "model": "oracle", "api_key_env": TEACHER_KEY_ENV,
+        "send_state": True}})
+    train = generate(p.instances.train.n, "train", p.instances.train.seed, p.instances.modules_per_repo,
+                     p.instances.functions_per_module)
+    port = free_port()
     bin_dir = Path(sys.executable).parent
     env = {**env, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "DAGGERLM_REPO": str(REPO)}
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "DAGGERLM_REPO": str(REPO),
+           TEACHER_KEY_ENV: TEACHER_KEY}
     prefect = str(bin_dir / "prefect")
-    server = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(1)
-        else:
-            raise AssertionError("Prefect server did not start")
+    with oracle_server(tmp_path / "teacher", train, port=teacher_port):
+        server = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            for _ in range(120):
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2)
+                    break
+                except OSError:
+                    time.sleep(1)
+            else:
+                raise AssertionError("Prefect server did not start")
 
-        def run(*args, timeout=600):
-            r = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-            assert r.returncode == 0, f"{args}\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
-            return r.stdout
+            def run(*args, timeout=600):
+                r = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+                assert r.returncode == 0, f"{args}\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+                return r.stdout
 
-        run(prefect, "work-pool", "create", "daggerlm", "--type", "process")
-        run(prefect, "--no-prompt", "deploy", "--all")
-        out = run(prefect, "deployment", "run", "dagger/dagger-loop", "--param",
-                  "run=" + json.dumps({"project": str(project), "iterations": 1}))
-        flow_run_id = out.split("UUID:")[1].split()[0]
-        run(prefect, "worker", "start", "--pool", "daggerlm", "--run-once", timeout=1200)
-        seen = json.loads(run(sys.executable, "-c", READ_BACK, flow_run_id))
-    finally:
-        os.killpg(server.pid, 9)
-        server.wait()
+            run(prefect, "work-pool", "create", "daggerlm", "--type", "process")
+            run(prefect, "--no-prompt", "deploy", "--all")
+            out = run(prefect, "deployment", "run", "dagger/dagger-loop", "--param",
+                      "run=" + json.dumps({"project": str(project), "iterations": 1}))
+            flow_run_id = out.split("UUID:")[1].split()[0]
+            run(prefect, "worker", "start", "--pool", "daggerlm", "--run-once", timeout=1200)
+            seen = json.loads(run(sys.executable, "-c", READ_BACK, flow_run_id))
+        finally:
+            os.killpg(server.pid, 9)
+            server.wait()
     assert seen["state"] == "COMPLETED"
     artifacts = seen["artifacts"]
     assert {"dagger-summary", "dagger-progress", "dagger-eval-instances"} <= set(artifacts)
@@ -90,3 +95,6 @@ def test_deployment_runs_on_a_process_worker(tmp_path):
         assert float(artifacts[f"{stage}-0-progress"]) == 100.0
     status = subprocess.run(["dvc", "status"], cwd=project, env=env, capture_output=True, text=True)
     assert "Data and pipelines are up to date" in status.stdout
+    labels = json.loads((project / "data/labels/iter_0/stats.json").read_text())
+    assert labels["teacher_prompt_tokens"] > 0 and labels["label_errors"] == 0  # the teacher answered over HTTP
+    assert not files_containing(tmp_path, TEACHER_KEY)

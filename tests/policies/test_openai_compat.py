@@ -1,7 +1,6 @@
 """The `openai` policy against a real OpenAI-compatible HTTP server: the oracle behind our own server."""
 
 import json
-import sys
 
 import pytest
 
@@ -10,21 +9,12 @@ from daggerlm.config import AgentConfig
 from daggerlm.dagger.loop import run_dagger
 from daggerlm.dagger.relabel import state_request
 from daggerlm.evaluation import evaluate
-from daggerlm.instances import write_instances
 from daggerlm.policies import make_policy
-from daggerlm.serving.process import free_port, managed_server
 from tests.conftest import tiny_params
+from tests.helpers import TEACHER_KEY, TEACHER_KEY_ENV, files_containing, oracle_server
 
-KEY_ENV = "DAGGERLM_TEST_TEACHER_KEY"
-KEY = "sk-planted-0123456789abcdef"  # must never appear in anything the pipeline writes
-
-
-def _server(tmp_path, instances, *args):
-    path = write_instances(tmp_path / "instances.jsonl", instances)
-    port = free_port()
-    argv = [sys.executable, "-m", "daggerlm.serving.oracle_server", "--instances", str(path), "--port", str(port),
-            "--api-key-env", KEY_ENV, *args]
-    return managed_server(argv, port, tmp_path / "server.log", timeout_s=60, env={KEY_ENV: KEY})
+KEY_ENV, KEY = TEACHER_KEY_ENV, TEACHER_KEY
+_server = oracle_server
 
 
 def _teacher(base_url, **kw):
@@ -85,6 +75,5 @@ def test_loop_with_the_teacher_over_http_writes_no_key(tmp_path, eval_instances,
         rows = run_dagger(p, log=lambda msg: None)
     assert rows[0]["teacher_calls"] > 0 and rows[0]["labels_new"] > 0 and rows[0]["teacher_cost_usd"] > 0
     assert rows[0]["label_errors"] == 0
-    leaked = [str(f) for f in tmp_path.rglob("*") if f.is_file() and KEY.encode() in f.read_bytes()]
-    assert not leaked
+    assert not files_containing(tmp_path, KEY)
     assert KEY_ENV in str(p.teacher.endpoint) and KEY not in p.model_dump_json()
