@@ -187,6 +187,12 @@ class DaggerConfig(Section):
     """Episodes run at once; the student generates for all of them in one batch per turn."""
     label_cache: str = ".daggerlm/label_cache"
     """Directory of the content-addressed teacher-label cache (shared by all iterations)."""
+    episodes_per_iteration: int | None = Field(None, ge=1)
+    """Train instances per iteration: iteration K rolls out the K-th slice of this many (wrapping
+    around the train split), so every iteration meets new tasks; None: the whole split every iteration."""
+    labels_per_iteration: int | None = Field(None, ge=1)
+    """Label budget: at most this many new states join the aggregate per iteration (a seeded sample),
+    so schedules compare at equal teacher-label budget; None: every labeled state."""
 
 
 class EvalConfig(Section):

@@ -32,16 +32,28 @@ def content_hash(frame: pd.DataFrame) -> str:
     return stable_hash([(h, plain_python(c)) for h, c in zip(frame["state_hash"], frame["completion"])], length=32)
 
 
-def aggregate(previous: str | Path | None, labels: str | Path, out: str | Path) -> dict:
+def within_budget(new: pd.DataFrame, budget: int | None, seed: int) -> pd.DataFrame:
+    """At most `budget` rows, a sample that depends only on the seed and the states (not on row order)."""
+    if budget is None or len(new) <= budget:
+        return new
+    order = sorted(range(len(new)), key=lambda i: stable_hash([seed, new["state_hash"].iloc[i]]))
+    return new.iloc[sorted(order[:budget])]
+
+
+def aggregate(previous: str | Path | None, labels: str | Path, out: str | Path, budget: int | None = None,
+              seed: int = 0) -> dict:
+    """Aggregate `previous` ∪ `labels`; with a `budget`, at most that many of the new states are added."""
     new = read_parquet(labels)
     old = read_parquet(previous) if previous else new.iloc[0:0]
-    merged = pd.concat([old, new], ignore_index=True).drop_duplicates("state_hash", keep="first")
-    merged = merged.reset_index(drop=True)
+    unseen = new[~new["state_hash"].isin(old["state_hash"])].drop_duplicates("state_hash", keep="first")
+    added = within_budget(unseen, budget, seed)
+    merged = pd.concat([old, added], ignore_index=True).reset_index(drop=True)
     write_parquet(out, merged)
     return {
         "examples": len(merged),
-        "new_examples": len(merged) - len(old),
-        "duplicates_dropped": len(old) + len(new) - len(merged),
+        "new_examples": len(added),
+        "duplicates_dropped": len(new) - len(unseen),
+        "over_budget_dropped": len(unseen) - len(added),
         "per_iteration": {str(k): int(v) for k, v in merged["iteration"].value_counts().sort_index().items()},
         "per_actor": {str(k): int(v) for k, v in merged["actor"].value_counts().sort_index().items()},
         "hash": content_hash(merged),

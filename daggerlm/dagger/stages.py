@@ -5,7 +5,7 @@
     init-model     params.student.model (a tiny model built locally)
     rollout K      data/rollouts/iter_K/      student = checkpoint K, teacher via the label cache
     label K        data/labels/iter_K/        every visited state labeled (labels.parquet)
-    aggregate K    data/aggregated/iter_K/    aggregate K−1 ∪ labels K
+    aggregate K    data/aggregated/iter_K/    aggregate K−1 ∪ labels K (within the label budget)
     train K        data/checkpoints/iter_K+1  fine-tuned on aggregate K
     evaluate K     data/eval/iter_K/          checkpoint K+1 on the eval split
 """
@@ -81,6 +81,16 @@ def load_split(p: Params, split: str) -> list[Instance]:
     return load_instances(path)
 
 
+def train_slice(p: Params, k: int) -> list[Instance]:
+    """The train instances iteration k rolls out (all of them, or its slice of `episodes_per_iteration`)."""
+    train, n = load_split(p, "train"), p.dagger.episodes_per_iteration
+    if n is None:
+        return train
+    if n > len(train):
+        raise InputError(f"dagger.episodes_per_iteration: {n} is more than the {len(train)} train instances")
+    return [train[(k * n + i) % len(train)] for i in range(n)]
+
+
 def teacher(p: Params) -> CachedTeacher:
     return CachedTeacher(make_policy(p.teacher.kind, **p.teacher.policy_kwargs()), LabelCache(p.dagger.label_cache))
 
@@ -132,7 +142,7 @@ def stage_init_model(p: Params) -> dict:
 
 def stage_rollout(p: Params, k: int, runner: ItemRunner | None = None) -> dict:
     with open_student(p.student, checkpoint(p, k)) as student:
-        return collect_rollouts(load_split(p, "train"), student, teacher(p), layout(p).rollouts(k), iteration=k,
+        return collect_rollouts(train_slice(p, k), student, teacher(p), layout(p).rollouts(k), iteration=k,
                                 beta=p.dagger.beta.beta(k), seed=p.seed, runtime=p.runtime, agent=p.agent,
                                 concurrency=p.dagger.concurrency, rollin_turns=p.dagger.rollin_turns, runner=runner)
 
@@ -158,7 +168,8 @@ def stage_label(p: Params, k: int, runner: ItemRunner | None = None) -> dict:
 def stage_aggregate(p: Params, k: int) -> dict:
     lay = layout(p)
     previous = lay.aggregated(k - 1) / "train.parquet" if k > 0 else None
-    stats = {"iteration": k, **aggregate(previous, lay.labels(k) / "labels.parquet", lay.aggregated(k) / "train.parquet")}
+    stats = {"iteration": k, **aggregate(previous, lay.labels(k) / "labels.parquet", lay.aggregated(k) / "train.parquet",
+                                         budget=p.dagger.labels_per_iteration, seed=p.seed + k)}
     atomic_write_json(lay.aggregated(k) / "stats.json", stats)
     return stats
 

@@ -20,6 +20,7 @@ from daggerlm.agent.scaffold import POLICY_ERROR, run_episode
 from daggerlm.agent.trajectory import Trajectory
 from daggerlm.config import AgentConfig, RuntimeConfig
 from daggerlm.evaluation.grading import grade
+from daggerlm.evaluation.recovery import recovery_stats
 from daggerlm.instances.schema import Instance
 from daggerlm.io import ResultStore, atomic_write_json, atomic_write_jsonl, stable_hash
 from daggerlm.policies.base import Policy
@@ -51,6 +52,7 @@ def compute_metrics(results: Sequence[dict]) -> dict:
         "timeouts": sum(turn.timed_out for t in trajectories for turn in t.turns),
         "exit_statuses": dict(Counter(t.exit_status for t in trajectories)),
         "patch_applied_rate": sum(r["report"]["patch_successfully_applied"] for r in results) / n if n else 0.0,
+        **recovery_stats(zip(trajectories, (bool(r["report"]["resolved"]) for r in results))),
     }
 
 
