@@ -1,5 +1,5 @@
 """Build the default student locally: a byte-level BPE tokenizer trained on the synthetic family's
-text and a small Qwen2-architecture model with random weights (a few million parameters).
+text and a small Llama-architecture model with random weights (a few million parameters).
 
 Nothing comes from a hub: the directory is written with `save_pretrained` and loads offline.
 """
@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast, LlamaConfig, LlamaForCausalLM
 from transformers.utils import logging as hf_logging
 
 from daggerlm.io import atomic_write_json
@@ -25,9 +25,16 @@ CHAT_TEMPLATE = (
 )
 
 
+IDENTIFIER_WORDS = Regex(r" ?[A-Za-z_][A-Za-z0-9_]*| ?[0-9]| ?[^\sA-Za-z0-9_]+|\s+(?!\S)|\s+")
+"""Pre-tokenization: an identifier is one word (so `is_leap` can become one token and a student copies
+it from the issue in one step), digits one at a time (line numbers copy digit by digit)."""
+
+
 def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(IDENTIFIER_WORDS, behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, min_frequency=2,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
@@ -45,13 +52,13 @@ def build_tiny_model(out_dir: str | Path, config: TinyModelConfig, corpus: list[
     hf_logging.disable_progress_bar()
     tokenizer = train_tokenizer(corpus, config.vocab_size)
     torch.manual_seed(seed)
-    model_config = Qwen2Config(
+    model_config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
         num_hidden_layers=config.num_hidden_layers, num_attention_heads=config.num_attention_heads,
         num_key_value_heads=config.num_key_value_heads, max_position_embeddings=config.max_position_embeddings,
         tie_word_embeddings=True, bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id)
-    model = Qwen2ForCausalLM(model_config)
+    model = LlamaForCausalLM(model_config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(tmp)

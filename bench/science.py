@@ -1,0 +1,271 @@
+"""The science check: does DAgger beat behaviour cloning under covariate shift, at equal label budget?
+
+Arms are configs of the same pipeline (the stages `daggerlm run` runs) that differ only in β:
+
+    bc             β = 1 every iteration: teacher trajectories only, aggregated (SFT)
+    dagger-exp     β_K = 0.5^K
+    dagger-linear  β_K = max(0.6, 1 − 0.2·K), the paper's floored linear schedule
+    on-policy      β = 0 after iteration 0
+
+Every iteration rolls out its own slice of new train instances (`dagger.episodes_per_iteration`) and
+adds at most `dagger.labels_per_iteration` labeled states to the aggregate, so every arm trains on
+as many teacher labels, for as many steps. Iteration 0 (β = 1 in every arm) runs once per seed and
+is shared. After every iteration the student is evaluated on the held-out eval split: resolve rate,
+and recovery (eval episodes with a failing test run on a modified worktree that still resolved).
+
+    .venv/bin/python bench/science.py            # default setting (< 60 min on 2 CPU cores)
+    .venv/bin/python bench/science.py --quick    # < 10 min
+
+Writes `science.json` (every number), `science.png` (resolve rate per iteration, mean and seed
+range per arm) and `science.md` (the table) to --out. An interrupted run resumes: finished
+(seed, arm) runs are kept under --out/work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from statistics import mean, pstdev
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from daggerlm.config import Params, load_params  # noqa: E402
+from daggerlm.dagger import stages  # noqa: E402
+from daggerlm.io import atomic_write_json, atomic_write_text  # noqa: E402
+
+ARMS = {
+    "bc": {"kind": "constant", "value": 1.0},
+    "dagger-exp": {"kind": "exponential", "p": 0.5},
+    "dagger-linear": {"kind": "floored_linear", "decay": 0.2, "floor": 0.6},
+    "on-policy": {"kind": "exponential", "p": 0.0},
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    iterations: int
+    episodes: int
+    """Train instances rolled out per iteration (a new slice each iteration)."""
+    labels: int
+    """Label budget per iteration (new states added to the aggregate)."""
+    eval_n: int
+    epochs: float
+    seeds: tuple[int, ...]
+
+
+SETTINGS = {
+    "default": Setting(iterations=3, episodes=24, labels=100, eval_n=24, epochs=4, seeds=(0, 1, 2)),
+    "quick": Setting(iterations=2, episodes=8, labels=32, eval_n=8, epochs=3, seeds=(0, 1, 2)),
+}
+
+
+def arm_params(s: Setting, seed: int, arm: str, root: Path, extra: dict, data: str | None = None) -> Params:
+    run = root / f"seed_{seed}"
+    return load_params(None, {
+        "seed": seed, "data": str(run / (data or arm)), "student.model": str(run / "base"),
+        "instances.train": {"n": s.episodes * s.iterations, "seed": seed},
+        "instances.eval": {"n": s.eval_n, "seed": 1000},  # one held-out set for every seed and arm
+        "dagger.iterations": s.iterations, "dagger.beta": ARMS[arm],
+        "dagger.episodes_per_iteration": s.episodes, "dagger.labels_per_iteration": s.labels,
+        "dagger.label_cache": str(run / "label_cache"), "train.sft.num_train_epochs": s.epochs,
+        "runtime.workdir": str(run / "tmp"), **extra})
+
+
+def iteration_result(p: Params, k: int) -> dict:
+    lay = stages.layout(p)
+    read = lambda path: json.loads(path.read_text())  # noqa: E731
+    agg, metrics = read(lay.aggregated(k) / "stats.json"), read(lay.eval(k) / "metrics.json")
+    trained = read(lay.trained(k) / "daggerlm_checkpoint.json")
+    rollout = read(lay.rollouts(k) / "stats.json")
+    return {"iteration": k, "beta": p.dagger.beta.beta(k), "labels_new": agg["new_examples"],
+            "labels_total": agg["examples"], "student_labels": agg["per_actor"].get("student", 0),
+            "student_turns": rollout["student_turns"], "teacher_turns": rollout["teacher_turns"],
+            "train_steps": trained["steps"], "loss_after": trained["loss_after"],
+            "resolve_rate": metrics["resolve_rate"], "setbacks": metrics["setbacks"],
+            "recovered": metrics["recovered"], "recovery_rate": metrics["recovery_rate"],
+            "format_error_rate": metrics["format_error_rate"], "n_eval": metrics["n_instances"]}
+
+
+def run_iteration(p: Params, k: int) -> None:
+    for stage in (stages.stage_rollout, stages.stage_label, stages.stage_aggregate, stages.stage_train,
+                  stages.stage_evaluate):
+        stage(p, k)
+
+
+def shared_start(job: tuple) -> dict:
+    """Iteration 0 of one seed (β = 1 in every arm): instances, base model, first fine-tune, eval."""
+    s, seed, root, extra = job
+    p = arm_params(s, seed, "bc", root, extra, data="start")
+    done = root / f"seed_{seed}" / "start.json"
+    if not done.is_file():
+        stages.stage_instances(p)
+        stages.stage_init_model(p)
+        run_iteration(p, 0)
+        atomic_write_json(done, iteration_result(p, 0))
+    return json.loads(done.read_text())
+
+
+def arm_run(job: tuple) -> dict:
+    """Iterations 1.. of one (seed, arm), starting from a copy of the seed's shared iteration 0."""
+    s, seed, arm, root, extra = job
+    p = arm_params(s, seed, arm, root, extra)
+    done = root / f"seed_{seed}" / f"{arm}.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    start = time.monotonic()
+    shutil.rmtree(p.data, ignore_errors=True)  # an interrupted run of this arm starts again from iteration 0
+    shutil.copytree(root / f"seed_{seed}" / "start", p.data)
+    rows = [iteration_result(p, 0)]
+    for k in range(1, s.iterations):
+        run_iteration(p, k)
+        rows.append(iteration_result(p, k))
+    result = {"seed": seed, "arm": arm, "beta_schedule": ARMS[arm], "iterations": rows,
+              "wall_s": round(time.monotonic() - start, 1)}
+    atomic_write_json(done, result)
+    return result
+
+
+def _limit_threads(threads: int) -> None:
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Per arm and iteration: resolve rate mean, spread and per-seed values; recovery pooled over seeds."""
+    out = {}
+    for arm in dict.fromkeys(r["arm"] for r in runs):
+        mine = sorted((r for r in runs if r["arm"] == arm), key=lambda r: r["seed"])
+        per_iteration = []
+        for k in range(len(mine[0]["iterations"])):
+            rows = [r["iterations"][k] for r in mine]
+            rates = [row["resolve_rate"] for row in rows]
+            setbacks, recovered = sum(row["setbacks"] for row in rows), sum(row["recovered"] for row in rows)
+            per_iteration.append({
+                "iteration": k, "beta": rows[0]["beta"], "resolve_mean": mean(rates), "resolve_std": pstdev(rates),
+                "resolve_min": min(rates), "resolve_max": max(rates), "resolve_per_seed": rates,
+                "setbacks": setbacks, "recovered": recovered,
+                "recovery_rate": recovered / setbacks if setbacks else None,
+                "labels_total": [row["labels_total"] for row in rows],
+                "student_labels": [row["student_labels"] for row in rows],
+                "train_steps": [row["train_steps"] for row in rows],
+                "format_error_rate": mean(row["format_error_rate"] for row in rows)})
+        out[arm] = per_iteration
+    return out
+
+
+def verdict(summary: dict) -> dict:
+    """DAgger's final resolve rate against BC's: the difference of seed means and the seed spread."""
+    if "bc" not in summary:
+        return {}
+    bc = summary["bc"][-1]
+    out = {}
+    for arm, its in summary.items():
+        if arm == "bc":
+            continue
+        final = its[-1]
+        spread = max(final["resolve_std"], bc["resolve_std"])
+        out[arm] = {"minus_bc": final["resolve_mean"] - bc["resolve_mean"], "seed_spread": spread,
+                    "beats_bc_beyond_spread": final["resolve_mean"] - bc["resolve_mean"] > spread}
+    return out
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.0f}%"
+
+
+def markdown(summary: dict, setting: Setting) -> str:
+    lines = [f"Final iteration ({setting.iterations - 1}), {len(setting.seeds)} seeds, {setting.eval_n} eval "
+             f"instances, {setting.labels} labels per iteration.", "",
+             "| arm | β per iteration | resolve rate (mean ± std) | per seed | recovery after a failing test run "
+             "| labels (student-state share) | train steps |", "|---|---|---|---|---|---|---|"]
+    for arm, its in summary.items():
+        f = its[-1]
+        betas = ", ".join(f"{it['beta']:.2g}" for it in its)
+        share = sum(f["student_labels"]) / max(1, sum(f["labels_total"]))
+        lines.append(f"| {arm} | {betas} | {_pct(f['resolve_mean'])} ± {_pct(f['resolve_std'])} | "
+                     f"{' / '.join(_pct(x) for x in f['resolve_per_seed'])} | "
+                     f"{_pct(f['recovery_rate'])} ({f['recovered']}/{f['setbacks']}) | "
+                     f"{f['labels_total'][0]} ({share:.0%}) | {f['train_steps'][0]} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for arm, its in summary.items():
+        ks = [it["iteration"] for it in its]
+        line, = ax.plot(ks, [it["resolve_mean"] for it in its], marker="o", label=arm)
+        ax.fill_between(ks, [it["resolve_min"] for it in its], [it["resolve_max"] for it in its],
+                        color=line.get_color(), alpha=0.15)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("resolve rate (held-out eval)")
+    ax.set_xticks(ks)
+    ax.set_ylim(0, 1)
+    ax.set_title("DAgger vs BC at equal label budget (mean, seed range)")
+    ax.legend()
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="the < 10 min setting")
+    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    ap.add_argument("--seeds", type=int, nargs="+", help="override the setting's seeds")
+    ap.add_argument("--jobs", type=int, default=2, help="runs in parallel (torch threads split between them)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a pipeline param for every arm (YAML value)")
+    ap.add_argument("--out", type=Path, default=Path("bench/results/science"))
+    a = ap.parse_args()
+    import yaml
+
+    s = SETTINGS["quick" if a.quick else "default"]
+    if a.seeds:
+        s = Setting(**{**asdict(s), "seeds": tuple(a.seeds)})
+    extra = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in a.set)}
+    root = (a.out / "work").resolve()
+    start = time.monotonic()
+    threads = max(1, (os.cpu_count() or 1) // a.jobs)
+    with ProcessPoolExecutor(a.jobs, initializer=_limit_threads, initargs=(threads,)) as pool:
+        starts = list(pool.map(shared_start, [(s, seed, root, extra) for seed in s.seeds]))
+        print(f"iteration 0 (shared): resolve {[round(r['resolve_rate'], 3) for r in starts]}", flush=True)
+        jobs = [(s, seed, arm, root, extra) for arm in a.arms for seed in s.seeds]
+        runs = []
+        for run in pool.map(arm_run, jobs):
+            runs.append(run)
+            final = run["iterations"][-1]
+            print(f"{run['arm']} seed {run['seed']}: resolve {final['resolve_rate']:.3f}, recovered "
+                  f"{final['recovered']}/{final['setbacks']} ({run['wall_s']:.0f} s)", flush=True)
+    summary = summarize(runs)
+    report = {"bench": "science", "setting": "quick" if a.quick else "default", **asdict(s), "arms": a.arms,
+              "overrides": extra, "machine": platform.platform(), "cpus": os.cpu_count(), "jobs": a.jobs,
+              "wall_s": round(time.monotonic() - start, 1), "summary": summary, "verdict": verdict(summary),
+              "runs": runs}
+    atomic_write_json(a.out / "science.json", report)
+    table = markdown(summary, s)
+    atomic_write_text(a.out / "science.md", table)
+    plot(summary, a.out / "science.png")
+    print(table)
+    print(json.dumps(report["verdict"], indent=2))
+    print(f"wall time {report['wall_s']:.0f} s; wrote {a.out}/science.{{json,md,png}}")
+
+
+if __name__ == "__main__":
+    main()
