@@ -59,23 +59,29 @@ class Setting:
     eval_n: int
     epochs: float
     seeds: tuple[int, ...]
+    pretrain_steps: int
+    """Language-model pretraining of the one base student every seed and arm fine-tunes."""
+    corpus_episodes: int
 
 
 SETTINGS = {
-    "default": Setting(iterations=3, episodes=24, labels=100, eval_n=24, epochs=4, seeds=(0, 1, 2)),
-    "quick": Setting(iterations=2, episodes=8, labels=32, eval_n=8, epochs=3, seeds=(0, 1, 2)),
+    "default": Setting(iterations=3, episodes=24, labels=100, eval_n=24, epochs=4, seeds=(0, 1, 2),
+                       pretrain_steps=600, corpus_episodes=160),
+    "quick": Setting(iterations=2, episodes=8, labels=32, eval_n=8, epochs=3, seeds=(0, 1, 2),
+                     pretrain_steps=150, corpus_episodes=32),
 }
 
 
 def arm_params(s: Setting, seed: int, arm: str, root: Path, extra: dict, data: str | None = None) -> Params:
     run = root / f"seed_{seed}"
     return load_params(None, {
-        "seed": seed, "data": str(run / (data or arm)), "student.model": str(run / "base"),
+        "seed": seed, "data": str(run / (data or arm)), "student.model": str(root / "base"),
         "instances.train": {"n": s.episodes * s.iterations, "seed": seed},
         "instances.eval": {"n": s.eval_n, "seed": 1000},  # one held-out set for every seed and arm
         "dagger.iterations": s.iterations, "dagger.beta": ARMS[arm],
         "dagger.episodes_per_iteration": s.episodes, "dagger.labels_per_iteration": s.labels,
         "dagger.label_cache": str(run / "label_cache"), "train.sft.num_train_epochs": s.epochs,
+        "student.tiny.pretrain_steps": s.pretrain_steps, "student.tiny.corpus_episodes": s.corpus_episodes,
         "runtime.workdir": str(run / "tmp"), **extra})
 
 
@@ -101,13 +107,12 @@ def run_iteration(p: Params, k: int) -> None:
 
 
 def shared_start(job: tuple) -> dict:
-    """Iteration 0 of one seed (β = 1 in every arm): instances, base model, first fine-tune, eval."""
+    """Iteration 0 of one seed (β = 1 in every arm): instances, first fine-tune, eval."""
     s, seed, root, extra = job
     p = arm_params(s, seed, "bc", root, extra, data="start")
     done = root / f"seed_{seed}" / "start.json"
     if not done.is_file():
         stages.stage_instances(p)
-        stages.stage_init_model(p)
         run_iteration(p, 0)
         atomic_write_json(done, iteration_result(p, 0))
     return json.loads(done.read_text())
@@ -242,6 +247,11 @@ def main() -> None:
     extra = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in a.set)}
     root = (a.out / "work").resolve()
     start = time.monotonic()
+    base = root / "base"
+    built = (base / "daggerlm_checkpoint.json").is_file() and (base / "pretrain.json").is_file() == bool(s.pretrain_steps)
+    if not built:
+        # one pretrained base student for every seed and arm, as a real study fine-tunes one LLM
+        print(f"base student: {stages.stage_init_model(arm_params(s, s.seeds[0], 'bc', root, extra))}", flush=True)
     threads = max(1, (os.cpu_count() or 1) // a.jobs)
     with ProcessPoolExecutor(a.jobs, initializer=_limit_threads, initargs=(threads,)) as pool:
         starts = list(pool.map(shared_start, [(s, seed, root, extra) for seed in s.seeds]))

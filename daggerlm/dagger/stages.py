@@ -120,24 +120,48 @@ def stage_instances(p: Params) -> dict:
 
 
 def stage_init_model(p: Params) -> dict:
-    """Build the tiny student: tokenizer trained on the train split's text and oracle episodes."""
+    """Build the tiny student: tokenizer trained on text and oracle episodes of instances outside both
+    splits, random weights, then (with `pretrain_steps`) language-model pretraining on the same text."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from daggerlm.agent.scaffold import run_episode
-    from daggerlm.training.tiny_model import build_tiny_model
     from daggerlm.instances.synthetic import generate
+    from daggerlm.training.tiny_model import build_tiny_model
 
     if not p.student.build_tiny:
         return {"model": checkpoint(p, 0), "built": False}
     cfg = p.student.tiny
     corpus_instances = generate(cfg.corpus_instances, "train", p.seed + 10_000, p.instances.modules_per_repo,
                                 p.instances.functions_per_module)
-    corpus = [t for i in corpus_instances for t in [*i.repo_files.values(), i.problem_statement, i.patch]]
+    documents = [corpus_document(i) for i in corpus_instances]
     oracle = make_policy("oracle")
-    for inst in corpus_instances[: cfg.corpus_episodes]:
-        traj = run_episode(inst, {"teacher": oracle}, lambda t: "teacher", runtime=p.runtime, agent=p.agent)
-        corpus += [m["content"] for m in traj.messages]
-    out = build_tiny_model(p.student.model, cfg, corpus, seed=p.seed)
+
+    def episode(inst: Instance) -> list[dict]:
+        return run_episode(inst, {"teacher": oracle}, lambda t: "teacher", runtime=p.runtime, agent=p.agent).messages
+
+    with ThreadPoolExecutor(p.dagger.concurrency) as pool:
+        episodes = list(pool.map(episode, corpus_instances[: cfg.corpus_episodes]))
+    out = build_tiny_model(p.student.model, cfg, documents + [m["content"] for msgs in episodes for m in msgs],
+                           seed=p.seed)
     meta = json.loads((out / "daggerlm_checkpoint.json").read_text())
-    return {"model": str(out), "built": True, "parameters": meta["parameters"]}
+    result = {"model": str(out), "built": True, "parameters": meta["parameters"]}
+    if cfg.pretrain_steps:
+        from transformers import AutoTokenizer
+
+        from daggerlm.training.pretrain import pretrain
+
+        chat = AutoTokenizer.from_pretrained(out)
+        transcripts = [chat.apply_chat_template(msgs, tokenize=False) for msgs in episodes]
+        result["pretrain"] = pretrain(out, documents + transcripts, steps=cfg.pretrain_steps,
+                                      seq_len=cfg.pretrain_seq_len, batch_size=cfg.pretrain_batch_size,
+                                      learning_rate=cfg.pretrain_learning_rate, seed=p.seed)
+    return result
+
+
+def corpus_document(inst: Instance) -> str:
+    """An instance as one text: the issue, the repository's files, the fix."""
+    files = "".join(f"# file: {path}\n{text}\n" for path, text in sorted(inst.repo_files.items()))
+    return f"{inst.problem_statement}\n\n{files}\n{inst.patch}"
 
 
 def stage_rollout(p: Params, k: int, runner: ItemRunner | None = None) -> dict:

@@ -1,20 +1,30 @@
 """Recovery: did an agent whose change failed the tests still resolve the instance?
 
-A setback is a test run that failed on a modified worktree (the agent's edit did not fix the bug,
-or broke something else). Behaviour cloning never shows the student such states; DAgger labels
-them, so its students should recover more often. Measured on evaluation episodes.
+A setback is a test run that failed after the agent tried a fix: the worktree was modified, or an
+editing command (`sed -i`, `git apply`, `patch`, a redirect) ran earlier in the episode, even one
+that missed its file. Behaviour cloning never shows the student such states; DAgger labels them,
+so its students should recover more often. Measured on evaluation episodes.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from daggerlm.agent.trajectory import Trajectory
 
 
+EDIT = re.compile(r"\bsed\s+(-\w+\s+)*-i|\bgit\s+apply\b|\bpatch\b|>")
+
+
 def had_setback(traj: Trajectory) -> bool:
-    return any(turn.action and "pytest" in turn.action and turn.returncode not in (0, None)
-               and turn.snapshot.get("diff", "").strip() for turn in traj.turns)
+    tried = False
+    for turn in traj.turns:
+        action = turn.action or ""
+        if "pytest" in action and turn.returncode not in (0, None) and (tried or turn.snapshot.get("diff", "").strip()):
+            return True
+        tried = tried or bool(EDIT.search(action))
+    return False
 
 
 def recovery_stats(episodes: Iterable[tuple[Trajectory, bool]]) -> dict:

@@ -95,7 +95,7 @@ def _quote(path: str) -> str:
 class Oracle:
     """Privileged scripted expert; deterministic, so its identity needs no sampling parameters."""
 
-    identity = "oracle/v2"
+    identity = "oracle/v3"
 
     def complete(self, requests: list[PolicyRequest]) -> list[Completion]:
         return [Completion(self.decide(r.instance, r.messages, r.snapshot), {"policy": self.identity})
@@ -119,7 +119,7 @@ class Oracle:
     @staticmethod
     def fix_command(inst: Instance, fix: GoldFix) -> str:
         if fix.line is not None:
-            return f"sed -i '{fix.line}c\\{fix.new}' {_quote(fix.file)}"
+            return f"sed -i '{fix.line}c\\{fix.new}' {_quote('./' + fix.file)}"  # the path as grep printed it
         patch = inst.patch.rstrip("\n")  # not rstrip(): a last context line that is blank is " "
         return f"git apply - <<'DAGGERLM_PATCH'\n{patch}\nDAGGERLM_PATCH"
 

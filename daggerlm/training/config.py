@@ -22,7 +22,13 @@ class TinyModelConfig(BaseModel):
     corpus_instances: int = Field(200, ge=1)
     """Synthetic train instances whose text trains the tokenizer."""
     corpus_episodes: int = Field(4, ge=0)
-    """Oracle episodes whose messages (commands, pytest output) join the tokenizer corpus."""
+    """Oracle episodes whose messages (commands, pytest output) join the tokenizer (and pretraining) corpus."""
+    pretrain_steps: int = Field(0, ge=0)
+    """Steps of language-model pretraining on the corpus (repositories, issues, patches, episodes of
+    instances outside both splits); 0: fine-tuning starts from random weights."""
+    pretrain_batch_size: int = Field(16, ge=1)
+    pretrain_seq_len: int = Field(256, ge=16)
+    pretrain_learning_rate: float = Field(3e-3, gt=0)
 
 
 class TrainConfig(BaseModel):

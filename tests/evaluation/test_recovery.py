@@ -22,11 +22,23 @@ def _wrong_then_oracle(inst, runtime, wrong_turns):
 def test_a_failed_test_run_after_an_edit_is_a_setback_and_resolving_later_a_recovery(eval_instances, runtime):
     inst = eval_instances[0]
     recovered = _wrong_then_oracle(inst, runtime, 2)  # wrong edit, failing tests, then the oracle undoes and fixes
-    edited_only = _wrong_then_oracle(inst, runtime, 1)  # wrong edit; the oracle undoes it before any test run
+    edited_only = _wrong_then_oracle(inst, runtime, 1)  # wrong edit; the oracle undoes it, its test run fails
     clean = _wrong_then_oracle(inst, runtime, 0)  # the oracle's own first test run fails on an unmodified tree
     assert had_setback(recovered[0]) and recovered[1]
-    assert not had_setback(edited_only[0]) and not had_setback(clean[0]) and clean[1]
+    assert had_setback(edited_only[0]) and edited_only[1]  # a fix was tried before the failing run
+    assert not had_setback(clean[0]) and clean[1]
     stuck = recovered[0].model_copy(update={"turns": recovered[0].turns[:2]})
     stats = recovery_stats([recovered, edited_only, clean, (stuck, False)])
-    assert stats == {"setbacks": 2, "recovered": 1, "recovery_rate": 0.5}
+    assert stats == {"setbacks": 3, "recovered": 2, "recovery_rate": 2 / 3}
     assert recovery_stats([clean])["recovery_rate"] is None
+
+
+def test_an_edit_that_missed_its_file_then_failing_tests_is_a_setback(eval_instances, runtime):
+    inst = eval_instances[1]
+    fix = gold_fix(inst.patch)
+    missed = [render_response("Fix.", f"sed -i '{fix.line}c\\    return 0' ./nowhere/{fix.file}"),
+              render_response("Test it.", Oracle.test_command(inst))]
+    traj = run_episode(inst, {"student": ScriptedPolicy(missed)}, lambda t: "student", runtime=runtime,
+                       agent=AgentConfig(step_limit=2))
+    assert traj.turns[0].returncode != 0 and not traj.turns[1].snapshot.get("diff")
+    assert had_setback(traj)

@@ -1,0 +1,36 @@
+"""bench/science.py's bookkeeping: per-arm summaries over seeds, the verdict against BC, table and plot."""
+
+import importlib.util
+import sys
+
+from tests.conftest import REPO
+
+spec = importlib.util.spec_from_file_location("science", REPO / "bench" / "science.py")
+science = sys.modules["science"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(science)
+
+
+def _run(arm, seed, rates, setbacks, recovered):
+    rows = [{"iteration": k, "beta": 1.0 if k == 0 else 0.5, "resolve_rate": r, "setbacks": b, "recovered": c,
+             "labels_total": 10 * (k + 1), "student_labels": 0 if arm == "bc" else 3 * k, "train_steps": 5 * (k + 1),
+             "format_error_rate": 0.1} for k, (r, b, c) in enumerate(zip(rates, setbacks, recovered))]
+    return {"arm": arm, "seed": seed, "iterations": rows}
+
+
+def test_summary_verdict_table_and_plot(tmp_path):
+    runs = [_run("bc", 0, [0.2, 0.3], [4, 4], [0, 1]), _run("bc", 1, [0.2, 0.1], [2, 4], [0, 0]),
+            _run("dagger-exp", 0, [0.2, 0.6], [4, 5], [0, 3]), _run("dagger-exp", 1, [0.2, 0.5], [2, 3], [0, 2])]
+    summary = science.summarize(runs)
+    bc, dagger = summary["bc"][-1], summary["dagger-exp"][-1]
+    assert abs(bc["resolve_mean"] - 0.2) < 1e-9 and abs(bc["resolve_std"] - 0.1) < 1e-9
+    assert bc["resolve_per_seed"] == [0.3, 0.1] and (bc["setbacks"], bc["recovered"]) == (8, 1)
+    assert dagger["recovery_rate"] == 5 / 8 and summary["bc"][0]["recovery_rate"] == 0.0
+    verdict = science.verdict(summary)["dagger-exp"]
+    assert abs(verdict["minus_bc"] - 0.35) < 1e-9 and verdict["beats_bc_beyond_spread"]
+    close = science.verdict(science.summarize(runs[:2] + [_run("on-policy", 0, [0.2, 0.35], [1, 1], [0, 0]),
+                                                           _run("on-policy", 1, [0.2, 0.15], [1, 1], [0, 0])]))
+    assert not close["on-policy"]["beats_bc_beyond_spread"]  # within the seed spread
+    table = science.markdown(summary, science.SETTINGS["quick"])
+    assert "| dagger-exp | 1, 0.5 | 55% ± 5% | 60% / 50% | 62% (5/8) |" in table
+    science.plot(summary, tmp_path / "science.png")
+    assert (tmp_path / "science.png").read_bytes()[:4] == b"\x89PNG"
