@@ -65,24 +65,25 @@ class Setting:
 
 
 SETTINGS = {
-    "default": Setting(iterations=3, episodes=24, labels=100, eval_n=24, epochs=4, seeds=(0, 1, 2),
-                       pretrain_steps=600, corpus_episodes=160),
-    "quick": Setting(iterations=2, episodes=8, labels=32, eval_n=8, epochs=3, seeds=(0, 1, 2),
-                     pretrain_steps=150, corpus_episodes=32),
+    "default": Setting(iterations=3, episodes=16, labels=64, eval_n=24, epochs=3, seeds=(0, 1, 2),
+                       pretrain_steps=450, corpus_episodes=96),
+    "quick": Setting(iterations=2, episodes=6, labels=24, eval_n=6, epochs=2, seeds=(0, 1, 2),
+                     pretrain_steps=100, corpus_episodes=16),
 }
 
 
 def arm_params(s: Setting, seed: int, arm: str, root: Path, extra: dict, data: str | None = None) -> Params:
     run = root / f"seed_{seed}"
     return load_params(None, {
-        "seed": seed, "data": str(run / (data or arm)), "student.model": str(root / "base"),
+        "seed": seed, "data": str(run / (data or arm)),
+        "student.model": str(root / f"base-{s.pretrain_steps}-{s.corpus_episodes}"),
         "instances.train": {"n": s.episodes * s.iterations, "seed": seed},
         "instances.eval": {"n": s.eval_n, "seed": 1000},  # one held-out set for every seed and arm
         "dagger.iterations": s.iterations, "dagger.beta": ARMS[arm],
         "dagger.episodes_per_iteration": s.episodes, "dagger.labels_per_iteration": s.labels,
         "dagger.label_cache": str(run / "label_cache"), "train.sft.num_train_epochs": s.epochs,
         "student.tiny.pretrain_steps": s.pretrain_steps, "student.tiny.corpus_episodes": s.corpus_episodes,
-        "runtime.workdir": str(run / "tmp"), **extra})
+        "runtime.workdir": str(root / "tmp"), **extra})
 
 
 def iteration_result(p: Params, k: int) -> dict:
@@ -246,10 +247,11 @@ def main() -> None:
         s = Setting(**{**asdict(s), "seeds": tuple(a.seeds)})
     extra = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in a.set)}
     root = (a.out / "work").resolve()
+    (root / "tmp").mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    base = root / "base"
-    built = (base / "daggerlm_checkpoint.json").is_file() and (base / "pretrain.json").is_file() == bool(s.pretrain_steps)
-    if not built:
+    base = Path(arm_params(s, s.seeds[0], "bc", root, extra).student.model)
+    pretrained = (base / "pretrain.json").is_file()
+    if not (base / "daggerlm_checkpoint.json").is_file() or pretrained != bool(s.pretrain_steps):
         # one pretrained base student for every seed and arm, as a real study fine-tunes one LLM
         print(f"base student: {stages.stage_init_model(arm_params(s, s.seeds[0], 'bc', root, extra))}", flush=True)
     threads = max(1, (os.cpu_count() or 1) // a.jobs)

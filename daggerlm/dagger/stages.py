@@ -192,8 +192,9 @@ def stage_label(p: Params, k: int, runner: ItemRunner | None = None) -> dict:
 def stage_aggregate(p: Params, k: int) -> dict:
     lay = layout(p)
     previous = lay.aggregated(k - 1) / "train.parquet" if k > 0 else None
-    stats = {"iteration": k, **aggregate(previous, lay.labels(k) / "labels.parquet", lay.aggregated(k) / "train.parquet",
-                                         budget=p.dagger.labels_per_iteration, seed=p.seed + k)}
+    merged = aggregate(previous, lay.labels(k) / "labels.parquet", lay.aggregated(k) / "train.parquet",
+                       budget=p.dagger.labels_per_iteration, seed=p.seed + k)
+    stats = {"iteration": k, **merged}
     atomic_write_json(lay.aggregated(k) / "stats.json", stats)
     return stats
 

@@ -13,7 +13,6 @@ from collections.abc import Iterable
 
 from daggerlm.agent.trajectory import Trajectory
 
-
 EDIT = re.compile(r"\bsed\s+(-\w+\s+)*-i|\bgit\s+apply\b|\bpatch\b|>")
 
 
@@ -21,7 +20,8 @@ def had_setback(traj: Trajectory) -> bool:
     tried = False
     for turn in traj.turns:
         action = turn.action or ""
-        if "pytest" in action and turn.returncode not in (0, None) and (tried or turn.snapshot.get("diff", "").strip()):
+        modified = tried or turn.snapshot.get("diff", "").strip()
+        if "pytest" in action and turn.returncode not in (0, None) and modified:
             return True
         tried = tried or bool(EDIT.search(action))
     return False

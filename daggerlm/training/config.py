@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class TinyModelConfig(BaseModel):
-    """Shape of the locally built student (Llama architecture: `AutoTokenizer` then loads the trained tokenizer as saved; for qwen2 it rebuilds its own pre-tokenizer)."""
+    """Shape of the locally built student (Llama architecture: `AutoTokenizer` then loads the trained
+    tokenizer as saved; for qwen2 it rebuilds its own pre-tokenizer)."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     vocab_size: int = Field(2048, ge=300)
