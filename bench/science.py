@@ -24,6 +24,7 @@ range per arm) and `science.md` (the table) to --out. An interrupted run resumes
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -66,17 +67,31 @@ class Setting:
 
 SETTINGS = {
     "default": Setting(iterations=3, episodes=16, labels=64, eval_n=24, epochs=3, seeds=(0, 1, 2),
-                       pretrain_steps=450, corpus_episodes=96),
+                       pretrain_steps=600, corpus_episodes=160),
     "quick": Setting(iterations=2, episodes=6, labels=24, eval_n=6, epochs=2, seeds=(0, 1, 2),
                      pretrain_steps=100, corpus_episodes=16),
 }
 
 
+def _digest(obj: object) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def seed_dir(s: Setting, seed: int, root: Path, extra: dict) -> Path:
+    """Finished runs are reused only by the same setting and overrides (other seeds and arms aside)."""
+    return root / f"runs-{_digest({**asdict(s), 'seeds': None, 'overrides': extra})}" / f"seed_{seed}"
+
+
+def base_dir(s: Setting, root: Path, extra: dict) -> Path:
+    """The pretrained base depends only on the pretraining budget and the student's overrides."""
+    tiny = {k: v for k, v in extra.items() if k.startswith("student")}
+    return root / (f"base-{s.pretrain_steps}-{s.corpus_episodes}" + (f"-{_digest(tiny)}" if tiny else ""))
+
+
 def arm_params(s: Setting, seed: int, arm: str, root: Path, extra: dict, data: str | None = None) -> Params:
-    run = root / f"seed_{seed}"
+    run = seed_dir(s, seed, root, extra)
     return load_params(None, {
-        "seed": seed, "data": str(run / (data or arm)),
-        "student.model": str(root / f"base-{s.pretrain_steps}-{s.corpus_episodes}"),
+        "seed": seed, "data": str(run / (data or arm)), "student.model": str(base_dir(s, root, extra)),
         "instances.train": {"n": s.episodes * s.iterations, "seed": seed},
         "instances.eval": {"n": s.eval_n, "seed": 1000},  # one held-out set for every seed and arm
         "dagger.iterations": s.iterations, "dagger.beta": ARMS[arm],
@@ -111,7 +126,7 @@ def shared_start(job: tuple) -> dict:
     """Iteration 0 of one seed (β = 1 in every arm): instances, first fine-tune, eval."""
     s, seed, root, extra = job
     p = arm_params(s, seed, "bc", root, extra, data="start")
-    done = root / f"seed_{seed}" / "start.json"
+    done = seed_dir(s, seed, root, extra) / "start.json"
     if not done.is_file():
         stages.stage_instances(p)
         run_iteration(p, 0)
@@ -123,12 +138,13 @@ def arm_run(job: tuple) -> dict:
     """Iterations 1.. of one (seed, arm), starting from a copy of the seed's shared iteration 0."""
     s, seed, arm, root, extra = job
     p = arm_params(s, seed, arm, root, extra)
-    done = root / f"seed_{seed}" / f"{arm}.json"
+    run = seed_dir(s, seed, root, extra)
+    done = run / f"{arm}.json"
     if done.is_file():
         return json.loads(done.read_text())
     start = time.monotonic()
     shutil.rmtree(p.data, ignore_errors=True)  # an interrupted run of this arm starts again from iteration 0
-    shutil.copytree(root / f"seed_{seed}" / "start", p.data)
+    shutil.copytree(run / "start", p.data)
     rows = [iteration_result(p, 0)]
     for k in range(1, s.iterations):
         run_iteration(p, k)

@@ -49,3 +49,17 @@ def test_shipped_gpu_params_load():
 
     p = load_params(REPO / "infra" / "params.gpu.yaml")
     assert p.student.kind == "openai" and p.student.server.lora and p.teacher.endpoint.api_key_env == "OPENAI_API_KEY"
+
+
+def test_partial_sft_keeps_the_other_defaults(tmp_path):
+    """An override of one SFT key (the science bench's epochs) must not drop the learning rate and
+    schedule to TRL's defaults."""
+    shipped = load_params(REPO / "params.yaml").train
+    for params in (load_params(None, {"train.sft.num_train_epochs": 3}),
+                   load_params(None, {"train.sft": {"learning_rate": 1e-3}, "train.lora": {"r": 4}})):
+        sft, lora = params.train.sft, params.train.lora
+        assert sft["lr_scheduler_type"] == shipped.sft["lr_scheduler_type"] == "cosine"
+        assert sft["per_device_train_batch_size"] == shipped.sft["per_device_train_batch_size"]
+        assert lora["target_modules"] == shipped.lora["target_modules"]
+    assert load_params(None, {"train.sft.num_train_epochs": 3}).train.sft["learning_rate"] == shipped.sft["learning_rate"]
+    assert params.train.sft["learning_rate"] == 1e-3 and params.train.lora["r"] == 4

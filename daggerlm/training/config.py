@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 
 class TinyModelConfig(BaseModel):
@@ -32,17 +32,29 @@ class TinyModelConfig(BaseModel):
     pretrain_learning_rate: float = Field(3e-3, gt=0)
 
 
+SFT_DEFAULTS: dict[str, Any] = {
+    "num_train_epochs": 5, "learning_rate": 2e-3, "per_device_train_batch_size": 8, "max_length": 2048,
+    "lr_scheduler_type": "cosine", "warmup_steps": 0.05, "logging_steps": 10, "weight_decay": 0.0,
+    "gradient_checkpointing": False}
+LORA_DEFAULTS: dict[str, Any] = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": "all-linear"}
+
+
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     mode: Literal["full", "lora"] = "full"
     """Full fine-tuning, or a LoRA adapter (PEFT) on the base model."""
     init_from: Literal["base", "previous"] = "previous"
     """Start each iteration from the initial student, or from the previous iteration's checkpoint."""
-    sft: dict[str, Any] = Field(default_factory=lambda: {
-        "num_train_epochs": 5, "learning_rate": 2e-3, "per_device_train_batch_size": 8, "max_length": 2048,
-        "lr_scheduler_type": "cosine", "warmup_steps": 0.05, "logging_steps": 10, "weight_decay": 0.0,
-        "gradient_checkpointing": False})
-    """Passed through to trl.SFTConfig (output, saving and reporting are set by daggerlm)."""
-    lora: dict[str, Any] = Field(default_factory=lambda: {
-        "r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": "all-linear"})
-    """Passed through to peft.LoraConfig when mode is lora."""
+    sft: dict[str, Any] = Field(default_factory=lambda: dict(SFT_DEFAULTS))
+    """Passed through to trl.SFTConfig (output, saving and reporting are set by daggerlm); keys given
+    here override daggerlm's defaults one by one (the others keep them, not TRL's)."""
+    lora: dict[str, Any] = Field(default_factory=lambda: dict(LORA_DEFAULTS))
+    """Passed through to peft.LoraConfig when mode is lora; merged over daggerlm's defaults like `sft`."""
+
+    @field_validator("sft", "lora", mode="before")
+    @classmethod
+    def _over_defaults(cls, value: Any, info: ValidationInfo) -> Any:
+        """A partial `sft: {learning_rate: ...}` keeps the other defaults: dropping them silently
+        would train with TRL's (e.g. learning rate 2e-5 instead of 2e-3)."""
+        defaults = SFT_DEFAULTS if info.field_name == "sft" else LORA_DEFAULTS
+        return {**defaults, **value} if isinstance(value, dict) else value
