@@ -30,6 +30,7 @@ import os
 import platform
 import shutil
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -48,6 +49,12 @@ ARMS = {
     "dagger-linear": {"kind": "floored_linear", "decay": 0.2, "floor": 0.6},
     "on-policy": {"kind": "exponential", "p": 0.0},
 }
+
+
+SANDBOXES = Path(tempfile.gettempdir()) / "daggerlm-science"
+"""Episode worktrees live outside this repository: under it, the agents' pytest would find the
+project's own pytest config above the task's repository, and every observation would carry its
+warnings."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +105,8 @@ def arm_params(s: Setting, seed: int, arm: str, root: Path, extra: dict, data: s
         "dagger.episodes_per_iteration": s.episodes, "dagger.labels_per_iteration": s.labels,
         "dagger.label_cache": str(run / "label_cache"), "train.sft.num_train_epochs": s.epochs,
         "student.tiny.pretrain_steps": s.pretrain_steps, "student.tiny.corpus_episodes": s.corpus_episodes,
-        "runtime.workdir": str(root / "tmp"), **extra})
+        "runtime.workdir": str(SANDBOXES), "evaluation.concurrency": s.eval_n, "dagger.concurrency": s.episodes,
+        **extra})
 
 
 def iteration_result(p: Params, k: int) -> dict:
@@ -263,7 +271,7 @@ def main() -> None:
         s = Setting(**{**asdict(s), "seeds": tuple(a.seeds)})
     extra = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in a.set)}
     root = (a.out / "work").resolve()
-    (root / "tmp").mkdir(parents=True, exist_ok=True)
+    SANDBOXES.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     base = Path(arm_params(s, s.seeds[0], "bc", root, extra).student.model)
     pretrained = (base / "pretrain.json").is_file()
