@@ -44,7 +44,9 @@ class RuntimeConfig(Section):
     max_file_mb: int = Field(64, ge=1)
     """Largest file an agent command may write (`ulimit -f`)."""
     workdir: str | None = None
-    """Parent directory of episode directories (default: the system temporary directory)."""
+    """Parent directory of episode directories (default: the system temporary directory). Keep it
+    outside any project: pytest in an episode reads config files in parent directories (a project's
+    `pyproject.toml` above the task's repository puts its warnings into every observation)."""
     python: str | None = None
     """Interpreter that `python` means inside the sandbox (default: the one running daggerlm)."""
     envs_dir: str = ".daggerlm/envs"

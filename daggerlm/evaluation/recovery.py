@@ -16,15 +16,31 @@ from daggerlm.agent.trajectory import Trajectory
 EDIT = re.compile(r"\bsed\s+(-\w+\s+)*-i|\bgit\s+apply\b|\bpatch\b|>")
 
 
-def had_setback(traj: Trajectory) -> bool:
+def setback_turn(traj: Trajectory) -> int | None:
+    """Index of the first turn whose test run failed after a fix was tried; None if none did."""
     tried = False
     for turn in traj.turns:
         action = turn.action or ""
         modified = tried or turn.snapshot.get("diff", "").strip()
         if "pytest" in action and turn.returncode not in (0, None) and modified:
-            return True
+            return turn.index
         tried = tried or bool(EDIT.search(action))
-    return False
+    return None
+
+
+def had_setback(traj: Trajectory) -> bool:
+    return setback_turn(traj) is not None
+
+
+def states_after_setback(trajectories: Iterable[Trajectory]) -> set[tuple[str, int]]:
+    """(instance, turn) of every state that follows a setback: what a teacher labels there teaches
+    recovery. Behaviour cloning's teacher-only rollouts have none."""
+    out = set()
+    for traj in trajectories:
+        first = setback_turn(traj)
+        if first is not None:
+            out |= {(traj.instance_id, t.index) for t in traj.turns if t.index > first}
+    return out
 
 
 def recovery_stats(episodes: Iterable[tuple[Trajectory, bool]]) -> dict:

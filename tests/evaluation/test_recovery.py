@@ -4,7 +4,7 @@ from daggerlm.agent.format import render_response
 from daggerlm.agent.scaffold import run_episode
 from daggerlm.config import AgentConfig
 from daggerlm.evaluation import grade
-from daggerlm.evaluation.recovery import had_setback, recovery_stats
+from daggerlm.evaluation.recovery import had_setback, recovery_stats, states_after_setback
 from daggerlm.policies.oracle import Oracle, gold_fix
 from tests.helpers import ScriptedPolicy
 
@@ -27,6 +27,9 @@ def test_a_failed_test_run_after_an_edit_is_a_setback_and_resolving_later_a_reco
     assert had_setback(recovered[0]) and recovered[1]
     assert had_setback(edited_only[0]) and edited_only[1]  # a fix was tried before the failing run
     assert not had_setback(clean[0]) and clean[1]
+    # the oracle's states after the failing test run (turn 1) are the ones that teach recovery
+    after = states_after_setback([recovered[0], clean[0]])
+    assert after == {(inst.instance_id, t.index) for t in recovered[0].turns[2:]} and len(after) >= 2
     stuck = recovered[0].model_copy(update={"turns": recovered[0].turns[:2]})
     stats = recovery_stats([recovered, edited_only, clean, (stuck, False)])
     assert stats == {"setbacks": 3, "recovered": 2, "recovery_rate": 2 / 3}
