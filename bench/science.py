@@ -234,7 +234,7 @@ def markdown(summary: dict, setting: Setting) -> str:
     lines = [f"Final iteration ({setting.iterations - 1}), {len(setting.seeds)} seeds, {setting.eval_n} eval "
              f"instances, {setting.labels} labels per iteration.", "",
              "| arm | β per iteration | resolve rate (mean ± std) | per seed | recovery after a failing test run "
-             "| labels (student-state share) | labels after a setback | train steps |", "|---|---|---|---|---|---|---|---|"]
+             "| labels (student-state share) | labels after a setback | train steps |", "|---" * 8 + "|"]
     for arm, its in summary.items():
         f = its[-1]
         betas = ", ".join(f"{it['beta']:.2g}" for it in its)
@@ -280,11 +280,12 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="runs in parallel (torch threads split between them)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a pipeline param for every arm (YAML value)")
-    ap.add_argument("--out", type=Path, default=Path("bench/results/science"))
+    ap.add_argument("--out", type=Path, help="default: bench/results/science (--quick: science-quick)")
     a = ap.parse_args()
     import yaml
 
     s = SETTINGS["quick" if a.quick else "default"]
+    a.out = a.out or Path("bench/results/science-quick" if a.quick else "bench/results/science")
     if a.seeds:
         s = Setting(**{**asdict(s), "seeds": tuple(a.seeds)})
     extra = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in a.set)}

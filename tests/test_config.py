@@ -61,5 +61,6 @@ def test_partial_sft_keeps_the_other_defaults(tmp_path):
         assert sft["lr_scheduler_type"] == shipped.sft["lr_scheduler_type"] == "cosine"
         assert sft["per_device_train_batch_size"] == shipped.sft["per_device_train_batch_size"]
         assert lora["target_modules"] == shipped.lora["target_modules"]
-    assert load_params(None, {"train.sft.num_train_epochs": 3}).train.sft["learning_rate"] == shipped.sft["learning_rate"]
+    epochs_only = load_params(None, {"train.sft.num_train_epochs": 3}).train.sft
+    assert epochs_only["learning_rate"] == shipped.sft["learning_rate"] and epochs_only["num_train_epochs"] == 3
     assert params.train.sft["learning_rate"] == 1e-3 and params.train.lora["r"] == 4
