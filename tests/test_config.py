@@ -51,7 +51,7 @@ def test_shipped_gpu_params_load():
     assert p.student.kind == "openai" and p.student.server.lora and p.teacher.endpoint.api_key_env == "OPENAI_API_KEY"
 
 
-def test_partial_sft_keeps_the_other_defaults(tmp_path):
+def test_partial_sft_keeps_the_other_defaults():
     """An override of one SFT key (the science bench's epochs) must not drop the learning rate and
     schedule to TRL's defaults."""
     shipped = load_params(REPO / "params.yaml").train
