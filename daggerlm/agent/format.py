@@ -23,6 +23,10 @@ def extract_action(text: str) -> str | None:
     return actions[0].strip() if len(actions) == 1 else None
 
 
+EDIT_COMMAND = re.compile(r"\bsed\s+(-\w+\s+)*-i|\bgit\s+apply\b|\bpatch\b|>")
+"""A command that edits files (in-place sed, git apply, patch, a redirect)."""
+
+
 def observation_returncode(observation: str) -> int | None:
     m = _RETURNCODE.search(observation or "")
     return int(m.group(1)) if m else None
@@ -35,3 +39,14 @@ def turns_of(messages: list[dict[str, str]]) -> list[tuple[str, str]]:
         if messages[i]["role"] == "assistant" and messages[i + 1]["role"] == "user":
             out.append((extract_action(messages[i]["content"]) or "", messages[i + 1]["content"] or ""))
     return out
+
+
+def last_test_since_edit(turns: list[tuple[str, str]]) -> int | None:
+    """Return code of the last test run after the last editing command; None if none ran since."""
+    result = None
+    for action, observation in turns:
+        if EDIT_COMMAND.search(action):
+            result = None
+        elif "pytest" in action:
+            result = observation_returncode(observation)
+    return result

@@ -8,12 +8,10 @@ so its students should recover more often. Measured on evaluation episodes.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
+from daggerlm.agent.format import EDIT_COMMAND
 from daggerlm.agent.trajectory import Trajectory
-
-EDIT = re.compile(r"\bsed\s+(-\w+\s+)*-i|\bgit\s+apply\b|\bpatch\b|>")
 
 
 def setback_turn(traj: Trajectory) -> int | None:
@@ -24,7 +22,7 @@ def setback_turn(traj: Trajectory) -> int | None:
         modified = tried or turn.snapshot.get("diff", "").strip()
         if "pytest" in action and turn.returncode not in (0, None) and modified:
             return turn.index
-        tried = tried or bool(EDIT.search(action))
+        tried = tried or bool(EDIT_COMMAND.search(action))
     return None
 
 

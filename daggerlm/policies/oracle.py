@@ -4,7 +4,8 @@ It sees the gold patch and the environment snapshot and returns the right next a
 state, including states a bad student made. It is a pure function of (instance, message history,
 snapshot), so any recorded state can be labeled after the fact. The procedure:
 
-    worktree differs from base and from base+gold  -> undo the changes
+    worktree differs from base and from base+gold  -> run the tests if not run since the last edit,
+                                                      else undo the changes
     tests never run                                 -> run the tests
     buggy code never seen                           -> show the buggy function
     worktree at base                                -> apply the fix
@@ -21,7 +22,8 @@ from pathlib import PurePosixPath
 
 from unidiff import PatchSet
 
-from daggerlm.agent.format import SUBMIT_MARKER, observation_returncode, render_response, turns_of
+from daggerlm.agent.format import (SUBMIT_MARKER, last_test_since_edit, observation_returncode, render_response,
+                                   turns_of)
 from daggerlm.instances.schema import Instance
 from daggerlm.policies.base import Completion, PolicyRequest, register
 
@@ -130,9 +132,9 @@ class Oracle:
         if snapshot.get("head") and snapshot["head"] != inst.base_commit:
             parts.append(f"git reset -q --hard {inst.base_commit}")
         elif restore:
-            parts.append("git checkout -- " + " ".join(_quote(p) for p in restore))
+            parts.append("git checkout -- " + " ".join(_quote("./" + p) for p in restore))  # as grep prints it
         if delete:
-            parts.append("rm -f " + " ".join(_quote(p) for p in delete))
+            parts.append("rm -f " + " ".join(_quote("./" + p) for p in delete))
         return " && ".join(parts) or f"git reset -q --hard {inst.base_commit}"
 
     # --- the policy ---------------------------------------------------------------------------
@@ -141,8 +143,11 @@ class Oracle:
         diff, gold = normalize_diff(snapshot.get("diff", "")), normalize_diff(inst.patch)
         turns = turns_of(messages)
         test_cmd = self.test_command(inst)
-        if diff not in ("", gold):
-            return render_response("Some changes broke the code. Undo them.", self.revert_command(inst, snapshot))
+        if diff not in ("", gold):  # a change that is not the fix: act on what the tests show, as a student can
+            if last_test_since_edit(turns) is None:
+                return render_response("Run the tests to check the change.", test_cmd)
+            # failing tests (or passing ones with a change that is not the fix: tests edited or deleted)
+            return render_response("The change did not fix the tests. Undo it.", self.revert_command(inst, snapshot))
         if diff == gold:
             action, observation = turns[-1] if turns else ("", "")
             if "pytest" in action and observation_returncode(observation) == 0:

@@ -6,6 +6,7 @@ import sys
 import json
 from concurrent.futures import ThreadPoolExecutor
 
+from daggerlm.agent.format import render_response
 from daggerlm.agent.scaffold import run_episode
 from daggerlm.config import AgentConfig, RuntimeConfig
 from daggerlm.evaluation import grade
@@ -64,8 +65,15 @@ def test_oracle_undoes_wrong_edits_from_a_snapshot(eval_instances):
     bad_diff = inst.patch.replace(f"+{fix.new}", f"+{fix.new} + 1")
     restore, delete = changed_paths(bad_diff)
     assert restore == [fix.file] and delete == []
-    msg = Oracle().decide(inst, [], {"head": inst.base_commit, "diff": bad_diff})
-    assert f"git checkout -- {fix.file}" in msg
+    state = {"head": inst.base_commit, "diff": bad_diff}
+    edit = render_response("Fix.", f"sed -i '{fix.line}c\\{fix.new} + 1' ./{fix.file}")
+    test = render_response("Test.", Oracle.test_command(inst))
+    history = [{"role": "system", "content": ""}, {"role": "user", "content": inst.problem_statement},
+               {"role": "assistant", "content": edit}, {"role": "user", "content": "<returncode>0</returncode>"}]
+    # right after the edit the student cannot know it is wrong: the oracle tests first, as it could
+    assert Oracle.test_command(inst) in Oracle().decide(inst, history, state)
+    failed = history + [{"role": "assistant", "content": test}, {"role": "user", "content": "<returncode>1</returncode>"}]
+    assert f"git checkout -- ./{fix.file}" in Oracle().decide(inst, failed, state)  # the path as grep prints it
 
 
 def test_oracle_is_a_function_of_the_state(eval_instances):
