@@ -80,7 +80,7 @@ class Setting:
 
 
 SETTINGS = {
-    "default": Setting(iterations=3, episodes=16, labels=64, eval_n=20, epochs=3, learning_rate=2e-4,
+    "default": Setting(iterations=3, episodes=8, labels=32, eval_n=20, epochs=3, learning_rate=2e-4,
                        seeds=(0, 1, 2), pretrain_steps=600, corpus_episodes=160),
     "quick": Setting(iterations=2, episodes=6, labels=24, eval_n=6, epochs=2, learning_rate=2e-4,
                      seeds=(0, 1, 2), pretrain_steps=100, corpus_episodes=16),
@@ -131,10 +131,11 @@ def iteration_result(p: Params, k: int) -> dict:
     read = lambda path: json.loads(path.read_text())  # noqa: E731
     agg, metrics = read(lay.aggregated(k) / "stats.json"), read(lay.eval(k) / "metrics.json")
     trained = read(lay.trained(k) / "daggerlm_checkpoint.json")
-    rollout = read(lay.rollouts(k) / "stats.json")
+    rollout, labels = read(lay.rollouts(k) / "stats.json"), read(lay.labels(k) / "stats.json")
     return {"iteration": k, "beta": p.dagger.beta.beta(k), "labels_new": agg["new_examples"],
             "labels_total": agg["examples"], "student_labels": agg["per_actor"].get("student", 0),
             "recovery_labels": recovery_labels(p, k),
+            "corrections": labels["relabeled_differs"],  # student actions the teacher relabeled differently
             "student_turns": rollout["student_turns"], "teacher_turns": rollout["teacher_turns"],
             "train_steps": trained["steps"], "loss_after": trained["loss_after"],
             "resolve_rate": metrics["resolve_rate"], "setbacks": metrics["setbacks"],
@@ -204,6 +205,7 @@ def summarize(runs: list[dict]) -> dict:
                 "labels_total": [row["labels_total"] for row in rows],
                 "student_labels": [row["student_labels"] for row in rows],
                 "recovery_labels": [row["recovery_labels"] for row in rows],
+                "corrections": [row["corrections"] for row in rows],
                 "train_steps": [row["train_steps"] for row in rows],
                 "format_error_rate": mean(row["format_error_rate"] for row in rows)})
         out[arm] = per_iteration
