@@ -236,15 +236,18 @@ def markdown(summary: dict, setting: Setting) -> str:
     lines = [f"Final iteration ({setting.iterations - 1}), {len(setting.seeds)} seeds, {setting.eval_n} eval "
              f"instances, {setting.labels} labels per iteration.", "",
              "| arm | β per iteration | resolve rate (mean ± std) | per seed | recovery after a failing test run "
-             "| labels (student-state share) | labels after a setback | train steps |", "|---" * 8 + "|"]
+             "| labels (student-state share) | teacher corrections | labels after a setback | train steps |",
+             "|---" * 9 + "|"]
     for arm, its in summary.items():
         f = its[-1]
         betas = ", ".join(f"{it['beta']:.2g}" for it in its)
         share = sum(f["student_labels"]) / max(1, sum(f["labels_total"]))
+        corrections = [sum(seed) for seed in zip(*(it["corrections"] for it in its))]  # over all iterations
         lines.append(f"| {arm} | {betas} | {_pct(f['resolve_mean'])} ± {_pct(f['resolve_std'])} | "
                      f"{' / '.join(_pct(x) for x in f['resolve_per_seed'])} | "
                      f"{_pct(f['recovery_rate'])} ({f['recovered']}/{f['setbacks']}) | "
-                     f"{f['labels_total'][0]} ({share:.0%}) | {' / '.join(map(str, f['recovery_labels']))} | "
+                     f"{f['labels_total'][0]} ({share:.0%}) | {' / '.join(map(str, corrections))} | "
+                     f"{' / '.join(map(str, f['recovery_labels']))} | "
                      f"{f['train_steps'][0]} |")
     return "\n".join(lines) + "\n"
 

@@ -13,7 +13,7 @@ spec.loader.exec_module(science)
 def _run(arm, seed, rates, setbacks, recovered):
     rows = [{"iteration": k, "beta": 1.0 if k == 0 else 0.5, "resolve_rate": r, "setbacks": b, "recovered": c,
              "labels_total": 10 * (k + 1), "student_labels": 0 if arm == "bc" else 3 * k, "train_steps": 5 * (k + 1),
-             "recovery_labels": 0 if arm == "bc" else k + seed,
+             "recovery_labels": 0 if arm == "bc" else k + seed, "corrections": 0 if arm == "bc" else 2 * k,
              "format_error_rate": 0.1} for k, (r, b, c) in enumerate(zip(rates, setbacks, recovered))]
     return {"arm": arm, "seed": seed, "iterations": rows}
 
@@ -32,6 +32,6 @@ def test_summary_verdict_table_and_plot(tmp_path):
                                                            _run("on-policy", 1, [0.2, 0.15], [1, 1], [0, 0])]))
     assert not close["on-policy"]["beats_bc_beyond_spread"]  # within the seed spread
     table = science.markdown(summary, science.SETTINGS["quick"])
-    assert "| dagger-exp | 1, 0.5 | 55% ± 5% | 60% / 50% | 62% (5/8) | 20 (15%) | 1 / 2 | 10 |" in table
+    assert "| dagger-exp | 1, 0.5 | 55% ± 5% | 60% / 50% | 62% (5/8) | 20 (15%) | 2 / 2 | 1 / 2 | 10 |" in table
     science.plot(summary, tmp_path / "science.png")
     assert (tmp_path / "science.png").read_bytes()[:4] == b"\x89PNG"
