@@ -14,6 +14,7 @@ def _run(arm, seed, rates, setbacks, recovered):
     rows = [{"iteration": k, "beta": 1.0 if k == 0 else 0.5, "resolve_rate": r, "setbacks": b, "recovered": c,
              "labels_total": 10 * (k + 1), "student_labels": 0 if arm == "bc" else 3 * k, "train_steps": 5 * (k + 1),
              "recovery_labels": 0 if arm == "bc" else k + seed, "corrections": 0 if arm == "bc" else 2 * k,
+             "agreement": {"tests failed, another change": {"agree": 0 if arm == "bc" else seed, "total": 2}} if b else {},
              "format_error_rate": 0.1} for k, (r, b, c) in enumerate(zip(rates, setbacks, recovered))]
     return {"arm": arm, "seed": seed, "iterations": rows}
 
@@ -26,6 +27,7 @@ def test_summary_verdict_table_and_plot(tmp_path):
     assert abs(bc["resolve_mean"] - 0.2) < 1e-9 and abs(bc["resolve_std"] - 0.1) < 1e-9
     assert bc["resolve_per_seed"] == [0.3, 0.1] and (bc["setbacks"], bc["recovered"]) == (8, 1)
     assert dagger["recovery_rate"] == 5 / 8 and summary["bc"][0]["recovery_rate"] == 0.0
+    assert dagger["agreement"] == {"tests failed, another change": {"agree": 1, "total": 4}}  # summed over seeds
     verdict = science.verdict(summary)["dagger-exp"]
     assert abs(verdict["minus_bc"] - 0.35) < 1e-9 and verdict["beats_bc_beyond_spread"]
     close = science.verdict(science.summarize(runs[:2] + [_run("on-policy", 0, [0.2, 0.35], [1, 1], [0, 0]),
@@ -33,5 +35,6 @@ def test_summary_verdict_table_and_plot(tmp_path):
     assert not close["on-policy"]["beats_bc_beyond_spread"]  # within the seed spread
     table = science.markdown(summary, science.SETTINGS["quick"])
     assert "| dagger-exp | 1, 0.5 | 55% ± 5% | 60% / 50% | 62% (5/8) | 20 (15%) | 2 / 2 | 1 / 2 | 10 |" in table
+    assert "| tests failed, another change | 0/4 | 1/4 |" in table
     science.plot(summary, tmp_path / "science.png")
     assert (tmp_path / "science.png").read_bytes()[:4] == b"\x89PNG"
