@@ -11,13 +11,14 @@ Every iteration rolls out its own slice of new train instances (`dagger.episodes
 adds at most `dagger.labels_per_iteration` labeled states to the aggregate, so every arm trains on
 as many teacher labels, for as many steps. Iteration 0 (β = 1 in every arm) runs once per seed and
 is shared. After every iteration the student is evaluated on the held-out eval split: resolve rate,
-and recovery (eval episodes with a failing test run on a modified worktree that still resolved).
+recovery (eval episodes with a failing test run on a modified worktree that still resolved), and
+agreement with the oracle by kind of state (does the student take the action its labels teach?).
 
     .venv/bin/python bench/science.py            # default setting (< 60 min on 2 CPU cores)
     .venv/bin/python bench/science.py --quick    # < 10 min
 
 Writes `science.json` (every number), `science.png` (resolve rate per iteration, mean and seed
-range per arm) and `science.md` (the table) to --out. An interrupted run resumes: finished
+range per arm) and `science.md` (the tables) to --out. An interrupted run resumes: finished
 (seed, arm) runs are kept under --out/work.
 """
 
@@ -41,9 +42,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from daggerlm.agent.trajectory import Trajectory  # noqa: E402
 from daggerlm.config import Params, load_params  # noqa: E402
 from daggerlm.dagger import stages  # noqa: E402
-from daggerlm.agent.trajectory import Trajectory  # noqa: E402
 from daggerlm.dagger.rollout import read_trajectories  # noqa: E402
 from daggerlm.evaluation.agreement import agreement_by_state  # noqa: E402
 from daggerlm.evaluation.recovery import states_after_setback  # noqa: E402
@@ -345,10 +346,9 @@ def main() -> None:
               "wall_s": round(time.monotonic() - start, 1), "summary": summary, "verdict": verdict(summary),
               "runs": runs}
     previous = json.loads((a.out / "science.json").read_text()) if (a.out / "science.json").is_file() else {}
-    same = {k: previous.get(k) for k in (*asdict(s), "arms", "overrides")} == json.loads(json.dumps(
-        {k: report[k] for k in (*asdict(s), "arms", "overrides")}))
-    if resummarized and same:  # nothing ran: the benchmark's time is that of the run that made these files
-        report["wall_s"] = previous["wall_s"]
+    same_runs = lambda r: json.loads(json.dumps({k: r.get(k) for k in (*asdict(s), "arms", "overrides")}))  # noqa: E731
+    if resummarized and previous and same_runs(previous) == same_runs(report):
+        report["wall_s"] = previous["wall_s"]  # nothing ran: the time is that of the run that made these files
     atomic_write_json(a.out / "science.json", report)
     table = markdown(summary, s)
     atomic_write_text(a.out / "science.md", table)

@@ -23,9 +23,9 @@ Decide = Callable[[Instance, list[dict[str, str]], dict[str, str]], str]
 def previous_step(turn: Turn | None) -> str:
     if turn is None:
         return "start"
-    action = turn.action or ""
     if turn.action is None:
         return "format error"
+    action = turn.action
     if "pytest" in action:
         return "tests passed" if turn.returncode == 0 else "tests failed"
     if "git checkout" in action or "git reset" in action:
