@@ -96,8 +96,9 @@ def _digest(obj: object) -> str:
 
 
 def seed_dir(s: Setting, seed: int, root: Path, extra: dict) -> Path:
-    """Finished runs are reused only by the same setting and overrides (other seeds and arms aside)."""
-    return root / f"runs-{_digest({**asdict(s), 'seeds': None, 'overrides': extra})}" / f"seed_{seed}"
+    """Finished runs are reused only by the same setting, overrides and teacher (other seeds and arms aside)."""
+    key = {**asdict(s), "seeds": None, "overrides": extra, "teacher": Oracle.identity}
+    return root / f"runs-{_digest(key)}" / f"seed_{seed}"
 
 
 def base_dir(s: Setting, root: Path, extra: dict) -> Path:

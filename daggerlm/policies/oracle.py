@@ -97,7 +97,7 @@ def _quote(path: str) -> str:
 class Oracle:
     """Privileged scripted expert; deterministic, so its identity needs no sampling parameters."""
 
-    identity = "oracle/v3"
+    identity = "oracle/v4"  # v4: tests before it undoes; the version keys cached labels
 
     def complete(self, requests: list[PolicyRequest]) -> list[Completion]:
         return [Completion(self.decide(r.instance, r.messages, r.snapshot), {"policy": self.identity})
