@@ -49,7 +49,7 @@ from daggerlm.dagger.rollout import read_trajectories  # noqa: E402
 from daggerlm.evaluation.agreement import agreement_by_state  # noqa: E402
 from daggerlm.evaluation.recovery import states_after_setback  # noqa: E402
 from daggerlm.policies.oracle import Oracle  # noqa: E402
-from daggerlm.io import atomic_write_json, atomic_write_text  # noqa: E402
+from daggerlm.io import ResultStore, atomic_write_json, atomic_write_text  # noqa: E402
 
 ARMS = {
     "bc": {"kind": "constant", "value": 1.0},
@@ -134,8 +134,7 @@ def recovery_labels(p: Params, k: int) -> int:
 def eval_agreement(p: Params, k: int) -> dict:
     """How often the student of iteration k took the oracle's action in its eval episodes, by state kind."""
     lay = stages.layout(p)
-    episodes = [Trajectory.model_validate(json.loads(f.read_text())["value"]["trajectory"])
-                for f in sorted((lay.eval(k) / "results").glob("*.json"))]
+    episodes = [Trajectory.model_validate(r["trajectory"]) for r in ResultStore(lay.eval(k) / "results").values()]
     instances = {i.instance_id: i for i in stages.load_split(p, "eval")}
     return agreement_by_state(episodes, instances, Oracle().decide)
 

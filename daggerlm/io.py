@@ -78,6 +78,10 @@ class ResultStore:
     def put(self, name: str, key: str, value: Any) -> None:
         atomic_write_json(self.path(name), {"key": key, "value": value})
 
+    def values(self) -> list[Any]:
+        """Every stored item, whatever key made it (for reports over a finished stage), by name."""
+        return [json.loads(path.read_text())["value"] for path in sorted(self.root.glob("*.json"))]
+
 
 def plain_python(value: Any) -> Any:
     """Parquet/pandas give numpy arrays for list columns; turn them (recursively) back into lists."""

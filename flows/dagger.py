@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from daggerlm.config import edit_params, load_params
 from daggerlm.dagger.loop import markdown_table
 from daggerlm.dagger.schedules import BetaSchedule
+from daggerlm.io import ResultStore
 from tasks.stages import dvc_stage
 
 
@@ -73,10 +74,9 @@ def dagger_flow(run: DaggerRun = DaggerRun()) -> list[dict]:
         update_progress_artifact(progress, 100.0 * i / len(stages))
     rows = json.loads((Path(run.project) / "data" / "report" / "iterations.json").read_text())
     create_markdown_artifact(markdown_table(rows), key="dagger-summary", description="per-iteration table")
-    last_eval = Path(run.project) / "data" / "eval" / f"iter_{iterations - 1}" / "results"
+    last_eval = ResultStore(Path(run.project) / "data" / "eval" / f"iter_{iterations - 1}" / "results")
     table = []
-    for path in sorted(last_eval.glob("*.json")):
-        value = json.loads(path.read_text())["value"]
+    for value in last_eval.values():
         table.append({"instance_id": value["trajectory"]["instance_id"], "resolved": value["report"]["resolved"],
                       "turns": len(value["trajectory"]["turns"]), "exit_status": value["trajectory"]["exit_status"]})
     create_table_artifact(table, key="dagger-eval-instances", description="last iteration, per instance")
