@@ -5,7 +5,8 @@ state, including states a bad student made. It is a pure function of (instance, 
 snapshot), so any recorded state can be labeled after the fact. The procedure:
 
     worktree differs from base and from base+gold  -> run the tests if not run since the last edit,
-                                                      else undo the changes
+                                                      else rewrite the fix line if only that line is
+                                                      wrong (one step to the fix), else undo the changes
     tests never run                                 -> run the tests
     buggy code never seen                           -> show the buggy function
     worktree at base                                -> apply the fix
@@ -90,6 +91,22 @@ def changed_paths(diff: str) -> tuple[list[str], list[str]]:
     return restore, delete
 
 
+def only_fix_line_changed(diff: str, fix: GoldFix) -> bool:
+    """Whether `diff` (from base) rewrites the fix's line and nothing else, so that the fix command
+    applied on top of it gives exactly base+gold."""
+    if fix.line is None or not diff.strip():
+        return False
+    try:
+        files = PatchSet(diff)
+    except Exception:  # noqa: BLE001 - unidiff raises several types on diffs it cannot parse
+        return False
+    if len(files) != 1 or files[0].path != fix.file or len(files[0]) != 1:
+        return False
+    hunk = files[0][0]
+    removed = [ln for ln in hunk if ln.is_removed]
+    return len(removed) == 1 and len([ln for ln in hunk if ln.is_added]) == 1 and removed[0].source_line_no == fix.line
+
+
 def _quote(path: str) -> str:
     return path if re.fullmatch(r"[\w./-]+", path) else "'" + path.replace("'", "'\\''") + "'"
 
@@ -97,7 +114,7 @@ def _quote(path: str) -> str:
 class Oracle:
     """Privileged scripted expert; deterministic, so its identity needs no sampling parameters."""
 
-    identity = "oracle/v4"  # v4: tests before it undoes; the version keys cached labels
+    identity = "oracle/v5"  # v5: rewrites a wrong fix line instead of undoing it; the version keys cached labels
 
     def complete(self, requests: list[PolicyRequest]) -> list[Completion]:
         return [Completion(self.decide(r.instance, r.messages, r.snapshot), {"policy": self.identity})
@@ -147,6 +164,9 @@ class Oracle:
             if last_test_since_edit(turns) is None:
                 return render_response("Run the tests to check the change.", test_cmd)
             # failing tests (or passing ones with a change that is not the fix: tests edited or deleted)
+            at_base = snapshot.get("head") in (None, "", inst.base_commit)
+            if at_base and only_fix_line_changed(snapshot.get("diff", ""), fix):  # the shortest way to the fix
+                return self.fix_response(inst, fix)
             return render_response("The change did not fix the tests. Undo it.", self.revert_command(inst, snapshot))
         if diff == gold:
             action, observation = turns[-1] if turns else ("", "")
@@ -158,6 +178,9 @@ class Oracle:
         locate = self.locate_command(fix)
         if not any(action == locate or (fix.old and fix.old in obs) for action, obs in turns):
             return render_response(f"Find the code of {fix.function or fix.file}.", locate)
+        return self.fix_response(inst, fix)
+
+    def fix_response(self, inst: Instance, fix: GoldFix) -> str:
         return render_response(f"Fix the bug in {fix.function or fix.file}.", self.fix_command(inst, fix))
 
 

@@ -14,7 +14,7 @@ from daggerlm.instances.synthetic import generate
 from daggerlm.policies import make_policy
 from daggerlm.policies.oracle import Oracle, changed_paths, gold_fix
 from tests.conftest import REPO
-from tests.helpers import WrongActionPolicy
+from tests.helpers import ScriptedPolicy, WrongActionPolicy
 
 
 def test_cli_oracle_on_50_unseen_eval_instances(tmp_path):
@@ -59,21 +59,37 @@ def test_oracle_recovers_from_200_perturbed_states(tmp_path):
     assert resolved >= 198, failures[:3]
 
 
-def test_oracle_undoes_wrong_edits_from_a_snapshot(eval_instances):
+def _after_wrong_edit(inst, wrong: str, tmp_path):
+    """An episode whose first action is the student's `wrong` command, then the oracle's."""
+    runtime = RuntimeConfig(workdir=str(tmp_path))
+    policies = {"student": ScriptedPolicy([render_response("Fix.", wrong)]), "teacher": make_policy("oracle")}
+    traj = run_episode(inst, policies, lambda t: "student" if t == 0 else "teacher", runtime=runtime,
+                       agent=AgentConfig(step_limit=10))
+    return [t.action for t in traj.turns], traj, grade(inst, traj.patch, runtime)["resolved"]
+
+
+def test_oracle_undoes_a_wrong_change_after_the_tests_show_it(eval_instances, tmp_path):
     inst = eval_instances[0]
     fix = gold_fix(inst.patch)
-    bad_diff = inst.patch.replace(f"+{fix.new}", f"+{fix.new} + 1")
-    restore, delete = changed_paths(bad_diff)
-    assert restore == [fix.file] and delete == []
-    state = {"head": inst.base_commit, "diff": bad_diff}
-    edit = render_response("Fix.", f"sed -i '{fix.line}c\\{fix.new} + 1' ./{fix.file}")
-    test = render_response("Test.", Oracle.test_command(inst))
-    history = [{"role": "system", "content": ""}, {"role": "user", "content": inst.problem_statement},
-               {"role": "assistant", "content": edit}, {"role": "user", "content": "<returncode>0</returncode>"}]
+    wrong = f"sed -i '{fix.line}c\\{fix.new} + 1' ./{fix.file} && echo '# note' >> ./{fix.file}"
+    actions, traj, resolved = _after_wrong_edit(inst, wrong, tmp_path)
     # right after the edit the student cannot know it is wrong: the oracle tests first, as it could
-    assert Oracle.test_command(inst) in Oracle().decide(inst, history, state)
-    failed = history + [{"role": "assistant", "content": test}, {"role": "user", "content": "<returncode>1</returncode>"}]
-    assert f"git checkout -- ./{fix.file}" in Oracle().decide(inst, failed, state)  # the path as grep prints it
+    assert actions[1] == Oracle.test_command(inst) and traj.turns[1].returncode != 0
+    assert changed_paths(traj.turns[2].snapshot["diff"]) == ([fix.file], [])
+    assert actions[2] == f"git checkout -- ./{fix.file}"  # the path as grep prints it
+    assert resolved
+
+
+def test_oracle_rewrites_a_wrong_fix_line_in_one_step(eval_instances, tmp_path):
+    """A wrong rewrite of the fix's line alone is one command from the fix: the oracle's action there
+    is the fix itself (not undo, then fix), and applying it to that worktree gives exactly the gold patch."""
+    inst = eval_instances[0]
+    fix = gold_fix(inst.patch)
+    wrong = f"sed -i '{fix.line}c\\{fix.new} + 1' ./{fix.file}"
+    actions, traj, resolved = _after_wrong_edit(inst, wrong, tmp_path)
+    assert actions[:4] == [wrong, Oracle.test_command(inst), Oracle.fix_command(inst, fix), Oracle.test_command(inst)]
+    assert traj.turns[1].returncode != 0 and traj.turns[3].returncode == 0
+    assert resolved
 
 
 def test_oracle_is_a_function_of_the_state(eval_instances):
