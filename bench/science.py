@@ -96,15 +96,18 @@ def _digest(obj: object) -> str:
 
 
 def seed_dir(s: Setting, seed: int, root: Path, extra: dict) -> Path:
-    """Finished runs are reused only by the same setting, overrides and teacher (other seeds and arms aside)."""
-    key = {**asdict(s), "seeds": None, "overrides": extra, "teacher": Oracle.identity}
+    """Finished runs are reused only by the same setting, overrides, base and teacher (other seeds and arms aside)."""
+    key = {**asdict(s), "seeds": None, "overrides": extra, "teacher": Oracle.identity,
+           "base": base_dir(s, root, extra).name}
     return root / f"runs-{_digest(key)}" / f"seed_{seed}"
 
 
 def base_dir(s: Setting, root: Path, extra: dict) -> Path:
-    """The pretrained base depends only on the pretraining budget and the student's overrides."""
-    tiny = {k: v for k, v in extra.items() if k.startswith("student")}
-    return root / (f"base-{s.pretrain_steps}-{s.corpus_episodes}" + (f"-{_digest(tiny)}" if tiny else ""))
+    """The pretrained base depends only on the student's shape and pretraining (defaults included)."""
+    student = {k: v for k, v in extra.items() if k.startswith("student")}
+    tiny = load_params(None, {"student.tiny.pretrain_steps": s.pretrain_steps,
+                              "student.tiny.corpus_episodes": s.corpus_episodes, **student}).student.tiny
+    return root / f"base-{s.pretrain_steps}-{s.corpus_episodes}-{_digest(tiny.model_dump())}"
 
 
 def arm_params(s: Setting, seed: int, arm: str, root: Path, extra: dict, data: str | None = None) -> Params:
