@@ -38,3 +38,12 @@ def test_summary_verdict_table_and_plot(tmp_path):
     assert "| tests failed, another change | 0/4 | 1/4 |" in table
     science.plot(summary, tmp_path / "science.png")
     assert (tmp_path / "science.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bases_are_keyed_by_the_resolved_student_config(tmp_path):
+    """A base pretrained under other student settings (an override, or a changed default) is never reused."""
+    s = science.SETTINGS["quick"]
+    base = science.base_dir(s, tmp_path, {})
+    assert base == science.base_dir(s, tmp_path, {"dagger.concurrency": 2})  # not a student setting
+    assert base == science.base_dir(s, tmp_path, {"student.tiny.pretrain_seq_len": 2048})  # the default, spelled out
+    assert base != science.base_dir(s, tmp_path, {"student.tiny.pretrain_seq_len": 256})
