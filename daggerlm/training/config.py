@@ -29,10 +29,9 @@ class TinyModelConfig(BaseModel):
     instances outside both splits); 0: fine-tuning starts from random weights."""
     pretrain_batch_size: int = Field(2, ge=1)
     pretrain_seq_len: int = Field(2048, ge=16)
-    """Window of pretraining; keep it at the agent's prompt window (`student.max_prompt_tokens`): the
-    model cannot read positions much past about twice the window it was trained on (after 256-token
-    windows: token loss 0.19 at positions 256-512, 5.2 at 512-1024), and the states after a failed
-    fix lie there."""
+    """Window of pretraining; keep it at the agent's prompt window (`student.max_prompt_tokens`), where
+    the states after a failed fix lie: after 256-token windows the token loss on clean episodes grows
+    with position (0.16 at 0-512, 0.55 at 1536-2048); after 2048-token windows it stays flat (0.20, 0.24)."""
     pretrain_learning_rate: float = Field(3e-3, gt=0)
 
 
