@@ -3,6 +3,7 @@
 import importlib.util
 import sys
 
+from daggerlm.training.config import TinyModelConfig
 from tests.conftest import REPO
 
 spec = importlib.util.spec_from_file_location("science", REPO / "bench" / "science.py")
@@ -42,8 +43,8 @@ def test_summary_verdict_table_and_plot(tmp_path):
 
 def test_bases_are_keyed_by_the_resolved_student_config(tmp_path):
     """A base pretrained under other student settings (an override, or a changed default) is never reused."""
-    s = science.SETTINGS["quick"]
+    s, window = science.SETTINGS["quick"], TinyModelConfig().pretrain_seq_len
     base = science.base_dir(s, tmp_path, {})
     assert base == science.base_dir(s, tmp_path, {"dagger.concurrency": 2})  # not a student setting
-    assert base == science.base_dir(s, tmp_path, {"student.tiny.pretrain_seq_len": 2048})  # the default, spelled out
-    assert base != science.base_dir(s, tmp_path, {"student.tiny.pretrain_seq_len": 256})
+    assert base == science.base_dir(s, tmp_path, {"student.tiny.pretrain_seq_len": window})  # the default, spelled out
+    assert base != science.base_dir(s, tmp_path, {"student.tiny.pretrain_seq_len": window * 2})
