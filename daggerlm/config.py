@@ -160,7 +160,10 @@ class StudentConfig(Section):
     max_prompt_tokens: int = Field(2048, ge=64)
     """Longer prompts keep their last tokens."""
     device: str = "cpu"
+    """Where the `hf` student generates and the tiny base is pretrained (`cuda`, `cuda:1`, ...);
+    fine-tuning runs on CUDA whenever it is available."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """The `hf` student's weights when it generates (training keeps float32 master weights)."""
     server: StudentServerConfig = StudentServerConfig()
 
     def policy_kwargs(self, model: str) -> dict:

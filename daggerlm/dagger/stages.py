@@ -154,7 +154,8 @@ def stage_init_model(p: Params) -> dict:
         transcripts = [chat.apply_chat_template(msgs, tokenize=False) for msgs in episodes]
         result["pretrain"] = pretrain(out, documents + transcripts, steps=cfg.pretrain_steps,
                                       seq_len=cfg.pretrain_seq_len, batch_size=cfg.pretrain_batch_size,
-                                      learning_rate=cfg.pretrain_learning_rate, seed=p.seed)
+                                      learning_rate=cfg.pretrain_learning_rate, seed=p.seed,
+                                      device=p.student.device)
     return result
 
 

@@ -52,8 +52,29 @@ def chat_ids(tokenizer, messages: list[dict], add_generation_prompt: bool = Fals
     return ids["input_ids"] if hasattr(ids, "keys") else ids
 
 
+def avoid_cudnn_attention() -> None:
+    """Keep PyTorch's SDPA off its cuDNN kernel. On an H200 (torch 2.11) it built an execution plan at
+    every decode step (15 ms a call in the profile), and in fresh processes that had generated in
+    float32 first, bfloat16 generation of the tiny student ran at 565-699 tokens/s with it and
+    6362-6585 without (`bench/training_devices.py`, README "GPU paths")."""
+    if torch.cuda.is_available():
+        torch.backends.cuda.enable_cudnn_sdp(False)
+
+
+def check_device(device: str) -> None:
+    """A device torch can use here, else one clear line (torch's own error names no setting)."""
+    try:
+        d = torch.device(device)
+    except RuntimeError:
+        raise InputError(f"student.device: '{device}' is not a torch device (expected cpu, cuda, cuda:N)") from None
+    if d.type == "cuda" and (d.index or 0) >= torch.cuda.device_count():
+        raise InputError(f"student.device: '{device}' but torch sees {torch.cuda.device_count()} CUDA device(s)")
+
+
 def load_model_and_tokenizer(path: str, device: str = "cpu", dtype: str = "float32", trainable: bool = False):
     """A model directory, hub id, or PEFT adapter directory -> (model, tokenizer)."""
+    check_device(device)
+    avoid_cudnn_attention()
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise InputError(f"{path}: expected a model directory")

@@ -25,13 +25,16 @@ def pack(token_lists: list[list[int]], eos: int) -> torch.Tensor:
 
 
 def pretrain(model_dir: str | Path, documents: list[str], *, steps: int, seq_len: int = 256, batch_size: int = 16,
-             learning_rate: float = 3e-3, seed: int = 0) -> dict:
-    """Next-token prediction on random windows of the packed `documents`; overwrites `model_dir`."""
+             learning_rate: float = 3e-3, seed: int = 0, device: str = "cpu") -> dict:
+    """Next-token prediction on random windows of the packed `documents` on `device`; overwrites `model_dir`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from daggerlm.policies.hf import check_device
+
+    check_device(device)
     model_dir = Path(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).to(device)
     stream = pack([tokenizer(d, add_special_tokens=False)["input_ids"] for d in documents], tokenizer.eos_token_id)
     if len(stream) <= seq_len + 1:
         raise ValueError(f"pretraining corpus has {len(stream)} tokens, fewer than one window of {seq_len}")
@@ -47,7 +50,7 @@ def pretrain(model_dir: str | Path, documents: list[str], *, steps: int, seq_len
         bar = progress.add_task("pretrain", total=steps)
         for _ in range(steps):
             starts = [rng.randrange(len(stream) - seq_len - 1) for _ in range(batch_size)]
-            batch = torch.stack([stream[s:s + seq_len] for s in starts])
+            batch = torch.stack([stream[s:s + seq_len] for s in starts]).to(device)
             loss = model(input_ids=batch, labels=batch).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -73,13 +73,14 @@ def train(aggregate: str | Path, init_model: str, out_dir: str | Path, config: T
     out = Path(out_dir)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model, tokenizer = load_model_and_tokenizer(init_model, trainable=True)
+    on_gpu = torch.cuda.is_available()
+    model, tokenizer = load_model_and_tokenizer(init_model, "cuda" if on_gpu else "cpu", trainable=True)
     ds, dropped = _drop_too_long(load_aggregate(Path(aggregate)), tokenizer, config.sft.get("max_length", 1024))
     if len(ds) == 0:
         raise InputError(f"{aggregate}: no example fits train.sft.max_length={config.sft.get('max_length')}")
     loss_before = completion_loss(model, tokenizer, ds)
     fixed = {"output_dir": str(tmp / "trainer"), "save_strategy": "no", "report_to": [], "seed": seed,
-             "completion_only_loss": True, "use_cpu": not torch.cuda.is_available(), "dataset_num_proc": None}
+             "completion_only_loss": True, "use_cpu": not on_gpu, "dataset_num_proc": None}
     known = {f.name for f in dataclasses.fields(SFTConfig)}
     if unknown := sorted(set(config.sft) - known):
         raise InputError(f"train.sft: unknown key '{unknown[0]}' (not a field of trl.SFTConfig)")

@@ -9,6 +9,7 @@ from daggerlm.agent.scaffold import first_messages
 from daggerlm.errors import InputError
 from daggerlm.policies import PolicyRequest, make_policy
 from daggerlm.policies.batching import LockstepBatcher
+from daggerlm.policies.hf import load_model_and_tokenizer
 from daggerlm.policies.sampling import Sampling
 
 
@@ -62,6 +63,12 @@ def test_lockstep_batcher_makes_one_call_per_turn(tiny_model_dir, eval_instances
         t.join(timeout=60)
     assert batcher.batch_sizes == [4, 4]
     assert [results[i] for i in range(4)] == [c.text for c in policy.complete(requests)]
+
+
+@pytest.mark.parametrize("device, message", [("cuda:99", "torch sees"), ("gpu", "not a torch device")])
+def test_unusable_device_names_the_setting(tiny_model_dir, device, message):
+    with pytest.raises(InputError, match=f"student.device: '{device}'.*{message}"):
+        load_model_and_tokenizer(str(tiny_model_dir), device=device)
 
 
 def test_missing_checkpoint_names_its_path(tmp_path):
