@@ -33,6 +33,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,13 +43,16 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from daggerlm.agent.format import extract_action  # noqa: E402
 from daggerlm.agent.trajectory import Trajectory  # noqa: E402
 from daggerlm.config import Params, load_params  # noqa: E402
 from daggerlm.dagger import stages  # noqa: E402
 from daggerlm.dagger.rollout import read_trajectories  # noqa: E402
-from daggerlm.evaluation.agreement import agreement_by_state  # noqa: E402
+from daggerlm.evaluation.agreement import agreement_by_state, state_kind  # noqa: E402
 from daggerlm.evaluation.recovery import states_after_setback  # noqa: E402
+from daggerlm.policies import PolicyRequest, make_policy  # noqa: E402
 from daggerlm.policies.oracle import Oracle  # noqa: E402
+from daggerlm.policies.sampling import Sampling  # noqa: E402
 from daggerlm.io import ResultStore, atomic_write_json, atomic_write_text  # noqa: E402
 
 ARMS = {
@@ -142,6 +146,35 @@ def eval_agreement(p: Params, k: int) -> dict:
     return agreement_by_state(episodes, instances, Oracle().decide)
 
 
+def train_fit(p: Params, k: int) -> dict:
+    """How often the student trained in iteration k, decoding greedily, takes its own training labels'
+    action, by state kind. A recovery it misses at eval but reproduces here failed to generalize; one
+    it does not reproduce here was not learned from its labels at all. Cached in the run's data dir."""
+    cache = Path(p.data) / f"train_fit_{k}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    lay = stages.layout(p)
+    instances = {i.instance_id: i for i in stages.load_split(p, "train")}
+    episodes = {(i, t.instance_id): t for i in range(k + 1)
+                for t in read_trajectories(lay.rollouts(i) / "trajectories.jsonl")}
+    rows = pd.read_parquet(lay.aggregated(k) / "train.parquet").to_dict("records")
+    kinds = []
+    for r in rows:
+        traj = episodes[(int(r["iteration"]), r["instance_id"])]
+        position = next(n for n, t in enumerate(traj.turns) if t.index == int(r["turn"]))
+        kinds.append(state_kind(traj, position, instances[r["instance_id"]]))
+    greedy = Sampling(temperature=0, max_new_tokens=p.student.sampling.max_new_tokens)
+    policy = make_policy("hf", **{**p.student.policy_kwargs(str(lay.trained(k))), "sampling": greedy})
+    texts = [c.text for b in range(0, len(rows), 16)
+             for c in policy.complete([PolicyRequest(None, list(r["prompt"]), {}) for r in rows[b:b + 16]])]
+    total, agree = Counter(kinds), Counter()
+    for kind, r, text in zip(kinds, rows, texts):
+        agree[kind] += (extract_action(text) or "").strip() == (extract_action(r["completion"][0]["content"]) or "").strip()
+    result = {kind: {"agree": agree[kind], "total": total[kind]} for kind in sorted(total)}
+    atomic_write_json(cache, result)
+    return result
+
+
 def iteration_result(p: Params, k: int) -> dict:
     lay = stages.layout(p)
     read = lambda path: json.loads(path.read_text())  # noqa: E731
@@ -193,7 +226,8 @@ def arm_run(job: tuple) -> dict:
         atomic_write_json(done, {"wall_s": round(time.monotonic() - start, 1)})
     # the numbers always come from the run's own files, so a new measure applies to finished runs too
     return {"seed": seed, "arm": arm, "beta_schedule": ARMS[arm],
-            "iterations": [iteration_result(p, k) for k in range(s.iterations)],
+            "iterations": [{**iteration_result(p, k), "train_fit": train_fit(p, k) if k == s.iterations - 1 else {}}
+                           for k in range(s.iterations)],
             "wall_s": json.loads(done.read_text())["wall_s"]}
 
 
@@ -202,6 +236,13 @@ def _limit_threads(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+def _pooled(rows: list[dict], key: str) -> dict:
+    """Per state kind, agree/total counts summed over seeds."""
+    kinds = sorted({kind for row in rows for kind in row.get(key, {})})
+    return {kind: {n: sum(row[key].get(kind, {}).get(n, 0) for row in rows) for n in ("agree", "total")}
+            for kind in kinds}
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -223,9 +264,7 @@ def summarize(runs: list[dict]) -> dict:
                 "student_labels": [row["student_labels"] for row in rows],
                 "recovery_labels": [row["recovery_labels"] for row in rows],
                 "corrections": [row["corrections"] for row in rows],
-                "agreement": {kind: {n: sum(row["agreement"].get(kind, {}).get(n, 0) for row in rows)
-                                     for n in ("agree", "total")}
-                              for kind in sorted({kind for row in rows for kind in row["agreement"]})},
+                "agreement": _pooled(rows, "agreement"), "train_fit": _pooled(rows, "train_fit"),
                 "train_steps": [row["train_steps"] for row in rows],
                 "format_error_rate": mean(row["format_error_rate"] for row in rows)})
         out[arm] = per_iteration
@@ -269,15 +308,24 @@ def markdown(summary: dict, setting: Setting) -> str:
                      f"{f['labels_total'][0]} ({share:.0%}) | {' / '.join(map(str, corrections))} | "
                      f"{' / '.join(map(str, f['recovery_labels']))} | "
                      f"{f['train_steps'][0]} |")
+    lines += by_state_table(summary, "agreement", "Actions equal to the oracle's in the final eval episodes "
+                            "(all seeds), by state (previous step, worktree):")
+    lines += by_state_table(summary, "train_fit", "Training labels the final students reproduce, decoding "
+                            "greedily on their own aggregates (all seeds), by state:")
+    return "\n".join(lines) + "\n"
+
+
+def by_state_table(summary: dict, key: str, title: str) -> list[str]:
     arms = list(summary)
-    kinds = sorted({kind for its in summary.values() for kind in its[-1]["agreement"]})
-    lines += ["", "Actions equal to the oracle's in the final eval episodes (all seeds), by state (previous step, "
-              "worktree):", "", "| state | " + " | ".join(arms) + " |", "|---" * (len(arms) + 1) + "|"]
+    kinds = sorted({kind for its in summary.values() for kind in its[-1].get(key, {})})
+    if not kinds:
+        return []
+    lines = ["", title, "", "| state | " + " | ".join(arms) + " |", "|---" * (len(arms) + 1) + "|"]
     for kind in kinds:
-        cells = [summary[arm][-1]["agreement"].get(kind, {"agree": 0, "total": 0}) for arm in arms]
+        cells = [summary[arm][-1][key].get(kind, {"agree": 0, "total": 0}) for arm in arms]
         lines.append(f"| {kind} | " + " | ".join(f"{c['agree']}/{c['total']}" if c["total"] else "–"
                                                   for c in cells) + " |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def plot(summary: dict, path: Path) -> None:

@@ -16,6 +16,7 @@ def _run(arm, seed, rates, setbacks, recovered):
              "labels_total": 10 * (k + 1), "student_labels": 0 if arm == "bc" else 3 * k, "train_steps": 5 * (k + 1),
              "recovery_labels": 0 if arm == "bc" else k + seed, "corrections": 0 if arm == "bc" else 2 * k,
              "agreement": {"tests failed, another change": {"agree": 0 if arm == "bc" else seed, "total": 2}} if b else {},
+             "train_fit": {"search, at base": {"agree": 3 + seed, "total": 5}} if k == len(rates) - 1 else {},
              "format_error_rate": 0.1} for k, (r, b, c) in enumerate(zip(rates, setbacks, recovered))]
     return {"arm": arm, "seed": seed, "iterations": rows}
 
@@ -37,6 +38,7 @@ def test_summary_verdict_table_and_plot(tmp_path):
     table = science.markdown(summary, science.SETTINGS["quick"])
     assert "| dagger-exp | 1, 0.5 | 55% ± 5% | 60% / 50% | 62% (5/8) | 20 (15%) | 2 / 2 | 1 / 2 | 10 |" in table
     assert "| tests failed, another change | 0/4 | 1/4 |" in table
+    assert "| search, at base | 7/10 | 7/10 |" in table.split("Training labels")[1]  # summed over seeds
     science.plot(summary, tmp_path / "science.png")
     assert (tmp_path / "science.png").read_bytes()[:4] == b"\x89PNG"
 
