@@ -124,9 +124,9 @@ def sampled_consistency(model: str, requests: list, device: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--layers", type=int, default=4, help="student.tiny.num_hidden_layers")
+    ap.add_argument("--layers", type=int, default=4, help="student.tiny.num_hidden_layers of inputs made here")
     ap.add_argument("--pretrain-steps", type=int, default=100, help="16 x 256-token windows each")
-    ap.add_argument("--episodes", type=int, default=8, help="oracle episodes in the fine-tuning aggregate")
+    ap.add_argument("--episodes", type=int, default=8, help="oracle episodes in the fine-tuning aggregate made here")
     ap.add_argument("--epochs", type=float, default=3)
     ap.add_argument("--prompts", type=int, default=32, help="states generated for in one batch")
     ap.add_argument("--out", type=Path, default=Path("bench/results/training_devices.json"))
