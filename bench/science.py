@@ -43,6 +43,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.sft_precision import cpu_model_and_flags  # noqa: E402
 from daggerlm.agent.format import extract_action  # noqa: E402
 from daggerlm.agent.trajectory import Trajectory  # noqa: E402
 from daggerlm.config import Params, load_params  # noqa: E402
@@ -393,7 +394,7 @@ def main() -> None:
                   f"{final['recovered']}/{final['setbacks']} ({run['wall_s']:.0f} s)", flush=True)
     summary = summarize(runs)
     report = {"bench": "science", "setting": "quick" if a.quick else "default", **asdict(s), "arms": a.arms,
-              "overrides": extra, "machine": platform.platform(), "cpus": os.cpu_count(), "jobs": a.jobs,
+              "overrides": extra, "machine": platform.platform(), "cpu": cpu_model_and_flags(), "cpus": os.cpu_count(), "jobs": a.jobs,
               "wall_s": round(time.monotonic() - start, 1), "summary": summary, "verdict": verdict(summary),
               "runs": runs}
     previous = json.loads((a.out / "science.json").read_text()) if (a.out / "science.json").is_file() else {}

@@ -61,6 +61,16 @@ def completion_loss(model, tokenizer, ds: datasets.Dataset) -> float:
     return total / max(count, 1)
 
 
+def precision(sft: dict, on_gpu: bool, gpu_bf16: bool) -> dict:
+    """bf16/fp16 for trl.SFTConfig where `train.sft` sets neither. TRL turns bf16 on by default, which
+    on a CPU without native bfloat16 matmuls (AVX2 only, e.g. AMD EPYC) runs them through a generic
+    kernel: fine-tuning the science check's student took ~10x longer there than in float32
+    (`bench/sft_precision.py`). So: bfloat16 only on a GPU that supports it, float32 otherwise."""
+    if "bf16" in sft or "fp16" in sft:
+        return {}
+    return {"bf16": on_gpu and gpu_bf16, "fp16": False}
+
+
 def train(aggregate: str | Path, init_model: str, out_dir: str | Path, config: TrainConfig, seed: int = 0,
           aggregate_hash: str = "", base_model: str | None = None) -> dict:
     """Fine-tune `init_model` on `aggregate`; write the checkpoint to `out_dir`; return its metadata."""
@@ -84,7 +94,8 @@ def train(aggregate: str | Path, init_model: str, out_dir: str | Path, config: T
     known = {f.name for f in dataclasses.fields(SFTConfig)}
     if unknown := sorted(set(config.sft) - known):
         raise InputError(f"train.sft: unknown key '{unknown[0]}' (not a field of trl.SFTConfig)")
-    args = SFTConfig(**{**config.sft, **fixed})
+    args = SFTConfig(**{**precision(config.sft, on_gpu, on_gpu and torch.cuda.is_bf16_supported()),
+                        **config.sft, **fixed})
     peft_config = None
     if config.mode == "lora" and not hasattr(model, "peft_config"):
         peft_config = LoraConfig(task_type="CAUSAL_LM", **config.lora)
@@ -98,6 +109,7 @@ def train(aggregate: str | Path, init_model: str, out_dir: str | Path, config: T
     meta = {"format": "daggerlm.checkpoint/1", "kind": config.mode, "init_model": init_model,
             "base_model": base_model or init_model, "aggregate": str(aggregate), "aggregate_hash": aggregate_hash,
             "examples": len(ds), "dropped_too_long": dropped, "seed": seed, "config": config.model_dump(),
+            "precision": "bfloat16" if args.bf16 else "float16" if args.fp16 else "float32",
             "train_loss": result.training_loss, "loss_before": loss_before, "loss_after": loss_after,
             "steps": result.global_step}
     assert math.isfinite(loss_after), "training diverged"

@@ -4,6 +4,7 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 
 from daggerlm.agent.format import extract_action
 from daggerlm.agent.scaffold import run_episode
@@ -14,7 +15,7 @@ from daggerlm.instances.synthetic import generate
 from daggerlm.policies import PolicyRequest, make_policy
 from daggerlm.policies.sampling import Sampling
 from daggerlm.training.config import TrainConfig
-from daggerlm.training.sft import train
+from daggerlm.training.sft import precision, train
 
 SFT = {"num_train_epochs": 50, "learning_rate": 0.003, "per_device_train_batch_size": 8, "max_length": 2048,
        "logging_steps": 100, "disable_tqdm": True, "gradient_checkpointing": False}
@@ -61,6 +62,8 @@ def test_full_fine_tuning_lowers_loss_and_imitates_labels(aggregate, small_model
     saved = json.loads((tmp_path / "ck" / "daggerlm_checkpoint.json").read_text())
     assert saved["aggregate_hash"] == "h" and saved["examples"] == len(rows)
     assert saved["config"]["sft"] == TrainConfig(sft=SFT).sft
+    assert saved["precision"] == ("bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+                                  else "float32")
     before, after = _greedy_matches(small_model, rows), _greedy_matches(tmp_path / "ck", rows)
     assert before == 0 and after >= len(rows) * 3 // 4, (before, after)
 
@@ -84,3 +87,11 @@ def test_bad_training_input(aggregate, tiny_model_dir, tmp_path):
     with pytest.raises(InputError, match="nope.parquet: aggregate not found"):
         train(tmp_path / "nope.parquet", str(tiny_model_dir), tmp_path / "x", TrainConfig())
     assert not (tmp_path / "x").exists()
+
+
+def test_precision_is_float32_unless_a_bfloat16_gpu_or_the_user_says_otherwise():
+    assert precision({}, on_gpu=False, gpu_bf16=False) == {"bf16": False, "fp16": False}  # not TRL's bf16=True
+    assert precision({}, on_gpu=True, gpu_bf16=True) == {"bf16": True, "fp16": False}
+    assert precision({}, on_gpu=True, gpu_bf16=False) == {"bf16": False, "fp16": False}
+    assert precision({"bf16": True}, on_gpu=False, gpu_bf16=False) == {}
+    assert precision({"fp16": True}, on_gpu=True, gpu_bf16=True) == {}
