@@ -154,6 +154,13 @@ def train_fit(p: Params, k: int) -> dict:
     cache = Path(p.data) / f"train_fit_{k}.json"
     if cache.is_file():
         return json.loads(cache.read_text())
+    result = fit_by_state(p, k, str(stages.layout(p).trained(k)))
+    atomic_write_json(cache, result)
+    return result
+
+
+def fit_by_state(p: Params, k: int, model: str) -> dict:
+    """Agree/total per state kind: `model`'s greedy action against the labels of aggregate k."""
     lay = stages.layout(p)
     instances = {i.instance_id: i for i in stages.load_split(p, "train")}
     episodes = {(i, t.instance_id): t for i in range(k + 1)
@@ -165,15 +172,13 @@ def train_fit(p: Params, k: int) -> dict:
         position = next(n for n, t in enumerate(traj.turns) if t.index == int(r["turn"]))
         kinds.append(state_kind(traj, position, instances[r["instance_id"]]))
     greedy = Sampling(temperature=0, max_new_tokens=p.student.sampling.max_new_tokens)
-    policy = make_policy("hf", **{**p.student.policy_kwargs(str(lay.trained(k))), "sampling": greedy})
+    policy = make_policy("hf", **{**p.student.policy_kwargs(model), "sampling": greedy})
     texts = [c.text for b in range(0, len(rows), 16)
              for c in policy.complete([PolicyRequest(None, list(r["prompt"]), {}) for r in rows[b:b + 16]])]
     total, agree = Counter(kinds), Counter()
     for kind, r, text in zip(kinds, rows, texts):
         agree[kind] += (extract_action(text) or "").strip() == (extract_action(r["completion"][0]["content"]) or "").strip()
-    result = {kind: {"agree": agree[kind], "total": total[kind]} for kind in sorted(total)}
-    atomic_write_json(cache, result)
-    return result
+    return {kind: {"agree": agree[kind], "total": total[kind]} for kind in sorted(total)}
 
 
 def iteration_result(p: Params, k: int) -> dict:
@@ -394,7 +399,8 @@ def main() -> None:
                   f"{final['recovered']}/{final['setbacks']} ({run['wall_s']:.0f} s)", flush=True)
     summary = summarize(runs)
     report = {"bench": "science", "setting": "quick" if a.quick else "default", **asdict(s), "arms": a.arms,
-              "overrides": extra, "machine": platform.platform(), "cpu": cpu_model_and_flags(), "cpus": os.cpu_count(), "jobs": a.jobs,
+              "overrides": extra, "machine": platform.platform(), "cpu": cpu_model_and_flags(), "cpus": os.cpu_count(),
+              "jobs": a.jobs,
               "wall_s": round(time.monotonic() - start, 1), "summary": summary, "verdict": verdict(summary),
               "runs": runs}
     previous = json.loads((a.out / "science.json").read_text()) if (a.out / "science.json").is_file() else {}
