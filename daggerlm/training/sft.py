@@ -64,7 +64,7 @@ def completion_loss(model, tokenizer, ds: datasets.Dataset) -> float:
 def precision(sft: dict, on_gpu: bool, gpu_bf16: bool) -> dict:
     """bf16/fp16 for trl.SFTConfig where `train.sft` sets neither. TRL turns bf16 on by default, which
     on a CPU without native bfloat16 matmuls (AVX2 only, e.g. AMD EPYC) runs them through a generic
-    kernel: fine-tuning the science check's student took ~10x longer there than in float32
+    kernel: fine-tuning the science check's student took 16x longer there than in float32
     (`bench/sft_precision.py`). So: bfloat16 only on a GPU that supports it, float32 otherwise."""
     if "bf16" in sft or "fp16" in sft:
         return {}
