@@ -399,9 +399,8 @@ def main() -> None:
                   f"{final['recovered']}/{final['setbacks']} ({run['wall_s']:.0f} s)", flush=True)
     summary = summarize(runs)
     report = {"bench": "science", "setting": "quick" if a.quick else "default", **asdict(s), "arms": a.arms,
-              "overrides": extra, "machine": platform.platform(), "cpu": cpu_model_and_flags(), "cpus": os.cpu_count(),
-              "jobs": a.jobs,
-              "wall_s": round(time.monotonic() - start, 1), "summary": summary, "verdict": verdict(summary),
+              "overrides": extra, "machine": platform.platform(), "cpu": cpu_model_and_flags(),
+              "cpus": os.cpu_count(), "jobs": a.jobs, "wall_s": round(time.monotonic() - start, 1), "summary": summary, "verdict": verdict(summary),
               "runs": runs}
     previous = json.loads((a.out / "science.json").read_text()) if (a.out / "science.json").is_file() else {}
     same_runs = lambda r: json.loads(json.dumps({k: r.get(k) for k in (*asdict(s), "arms", "overrides")}))  # noqa: E731

@@ -71,8 +71,9 @@ def main() -> None:
     prepare(work / "inputs", a)
     import torch
 
+    cpu, flags = cpu_model_and_flags()
     report: dict = {"bench": "sft_precision", "args": {"layers": a.layers, "episodes": a.episodes, "epochs": a.epochs},
-                    "machine": platform.platform(), "cpu": cpu_model_and_flags()[0], "cpu_flags": cpu_model_and_flags()[1],
+                    "machine": platform.platform(), "cpu": cpu, "cpu_flags": flags,
                     "cpus": os.cpu_count(), "torch": torch.__version__, "prepare_s": round(time.perf_counter() - t, 1)}
     for dtype in ("float32", "bfloat16"):
         argv = [sys.executable, __file__, "--worker", dtype, "--work", str(work), "--epochs", str(a.epochs)]
