@@ -11,8 +11,9 @@ Every iteration rolls out its own slice of new train instances (`dagger.episodes
 adds at most `dagger.labels_per_iteration` labeled states to the aggregate, so every arm trains on
 as many teacher labels, for as many steps. Iteration 0 (β = 1 in every arm) runs once per seed and
 is shared. After every iteration the student is evaluated on the held-out eval split: resolve rate,
-recovery (eval episodes with a failing test run on a modified worktree that still resolved), and
-agreement with the oracle by kind of state (does the student take the action its labels teach?).
+recovery (eval episodes with a failing test run on a modified worktree that still resolved),
+agreement with the oracle by kind of state (does the student take the action its labels teach?), and
+what kind of action the students take where recovery starts (undo, edit again, submit, ...).
 
     .venv/bin/python bench/science.py            # default setting (< 60 min on 2 CPU cores)
     .venv/bin/python bench/science.py --quick    # < 10 min
@@ -49,7 +50,7 @@ from daggerlm.agent.trajectory import Trajectory  # noqa: E402
 from daggerlm.config import Params, load_params  # noqa: E402
 from daggerlm.dagger import stages  # noqa: E402
 from daggerlm.dagger.rollout import read_trajectories  # noqa: E402
-from daggerlm.evaluation.agreement import agreement_by_state, state_kind  # noqa: E402
+from daggerlm.evaluation.agreement import actions_by_state, agreement_by_state, state_kind  # noqa: E402
 from daggerlm.evaluation.recovery import states_after_setback  # noqa: E402
 from daggerlm.policies import PolicyRequest, make_policy  # noqa: E402
 from daggerlm.policies.oracle import Oracle  # noqa: E402
@@ -139,12 +140,11 @@ def recovery_labels(p: Params, k: int) -> int:
     return sum((int(r.iteration), r.instance_id, int(r.turn)) in after for r in rows.itertuples())
 
 
-def eval_agreement(p: Params, k: int) -> dict:
-    """How often the student of iteration k took the oracle's action in its eval episodes, by state kind."""
-    lay = stages.layout(p)
-    episodes = [Trajectory.model_validate(r["trajectory"]) for r in ResultStore(lay.eval(k) / "results").values()]
-    instances = {i.instance_id: i for i in stages.load_split(p, "eval")}
-    return agreement_by_state(episodes, instances, Oracle().decide)
+def eval_episodes(p: Params, k: int) -> tuple[list[Trajectory], dict]:
+    """The eval episodes of the student of iteration k, and the eval instances by id."""
+    results = ResultStore(stages.layout(p).eval(k) / "results").values()
+    return ([Trajectory.model_validate(r["trajectory"]) for r in results],
+            {i.instance_id: i for i in stages.load_split(p, "eval")})
 
 
 def train_fit(p: Params, k: int) -> dict:
@@ -187,11 +187,12 @@ def iteration_result(p: Params, k: int) -> dict:
     agg, metrics = read(lay.aggregated(k) / "stats.json"), read(lay.eval(k) / "metrics.json")
     trained = read(lay.trained(k) / "daggerlm_checkpoint.json")
     rollout, labels = read(lay.rollouts(k) / "stats.json"), read(lay.labels(k) / "stats.json")
+    episodes = eval_episodes(p, k)
     return {"iteration": k, "beta": p.dagger.beta.beta(k), "labels_new": agg["new_examples"],
             "labels_total": agg["examples"], "student_labels": agg["per_actor"].get("student", 0),
             "recovery_labels": recovery_labels(p, k),
             "corrections": labels["relabeled_differs"],  # student actions the teacher relabeled differently
-            "agreement": eval_agreement(p, k),
+            "agreement": agreement_by_state(*episodes, Oracle().decide), "actions": actions_by_state(*episodes),
             "student_turns": rollout["student_turns"], "teacher_turns": rollout["teacher_turns"],
             "train_steps": trained["steps"], "loss_after": trained["loss_after"],
             "resolve_rate": metrics["resolve_rate"], "setbacks": metrics["setbacks"],
@@ -245,9 +246,10 @@ def _limit_threads(threads: int) -> None:
 
 
 def _pooled(rows: list[dict], key: str) -> dict:
-    """Per state kind, agree/total counts summed over seeds."""
+    """Per state kind, its counts (agree/total, or per action kind) summed over seeds."""
     kinds = sorted({kind for row in rows for kind in row.get(key, {})})
-    return {kind: {n: sum(row[key].get(kind, {}).get(n, 0) for row in rows) for n in ("agree", "total")}
+    return {kind: {n: sum(row.get(key, {}).get(kind, {}).get(n, 0) for row in rows)
+                   for n in sorted({n for row in rows for n in row.get(key, {}).get(kind, {})})}
             for kind in kinds}
 
 
@@ -271,6 +273,7 @@ def summarize(runs: list[dict]) -> dict:
                 "recovery_labels": [row["recovery_labels"] for row in rows],
                 "corrections": [row["corrections"] for row in rows],
                 "agreement": _pooled(rows, "agreement"), "train_fit": _pooled(rows, "train_fit"),
+                "actions": _pooled(rows, "actions"),
                 "train_steps": [row["train_steps"] for row in rows],
                 "format_error_rate": mean(row["format_error_rate"] for row in rows)})
         out[arm] = per_iteration
@@ -318,7 +321,25 @@ def markdown(summary: dict, setting: Setting) -> str:
                             "(all seeds), by state (previous step, worktree):")
     lines += by_state_table(summary, "train_fit", "Training labels the final students reproduce, decoding "
                             "greedily on their own aggregates (all seeds), by state:")
+    lines += actions_table(summary, SETBACK_STATE)
     return "\n".join(lines) + "\n"
+
+
+SETBACK_STATE = "tests failed, another change"
+"""Where recovery starts: the tests failed on a change that is not the fix (the oracle undoes it,
+or rewrites the fix line when only that line is wrong)."""
+
+
+def actions_table(summary: dict, state: str) -> list[str]:
+    arms = list(summary)
+    counts = {arm: summary[arm][-1].get("actions", {}).get(state, {}) for arm in arms}
+    kinds = sorted({kind for c in counts.values() for kind in c})
+    if not kinds:
+        return []
+    lines = ["", f"What the final students did at \"{state}\" in their eval episodes (all seeds):", "",
+             "| action | " + " | ".join(arms) + " |", "|---" * (len(arms) + 1) + "|"]
+    lines += [f"| {kind} | " + " | ".join(str(counts[arm].get(kind, 0)) for arm in arms) + " |" for kind in kinds]
+    return lines
 
 
 def by_state_table(summary: dict, key: str, title: str) -> list[str]:

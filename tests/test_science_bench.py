@@ -16,6 +16,7 @@ def _run(arm, seed, rates, setbacks, recovered):
              "labels_total": 10 * (k + 1), "student_labels": 0 if arm == "bc" else 3 * k, "train_steps": 5 * (k + 1),
              "recovery_labels": 0 if arm == "bc" else k + seed, "corrections": 0 if arm == "bc" else 2 * k,
              "agreement": {"tests failed, another change": {"agree": 0 if arm == "bc" else seed, "total": 2}} if b else {},
+             "actions": {"tests failed, another change": {"edit": 2} if arm == "bc" else {"edit": 2 - seed, "undo": seed}},
              "train_fit": {"search, at base": {"agree": 3 + seed, "total": 5}} if k == len(rates) - 1 else {},
              "format_error_rate": 0.1} for k, (r, b, c) in enumerate(zip(rates, setbacks, recovered))]
     return {"arm": arm, "seed": seed, "iterations": rows}
@@ -30,6 +31,7 @@ def test_summary_verdict_table_and_plot(tmp_path):
     assert bc["resolve_per_seed"] == [0.3, 0.1] and (bc["setbacks"], bc["recovered"]) == (8, 1)
     assert dagger["recovery_rate"] == 5 / 8 and summary["bc"][0]["recovery_rate"] == 0.0
     assert dagger["agreement"] == {"tests failed, another change": {"agree": 1, "total": 4}}  # summed over seeds
+    assert dagger["actions"] == {"tests failed, another change": {"edit": 3, "undo": 1}}  # keys joined over seeds
     verdict = science.verdict(summary)["dagger-exp"]
     assert abs(verdict["minus_bc"] - 0.35) < 1e-9 and verdict["beats_bc_beyond_spread"]
     close = science.verdict(science.summarize(runs[:2] + [_run("on-policy", 0, [0.2, 0.35], [1, 1], [0, 0]),
@@ -39,6 +41,8 @@ def test_summary_verdict_table_and_plot(tmp_path):
     assert "| dagger-exp | 1, 0.5 | 55% ± 5% | 60% / 50% | 62% (5/8) | 20 (15%) | 2 / 2 | 1 / 2 | 10 |" in table
     assert "| tests failed, another change | 0/4 | 1/4 |" in table
     assert "| search, at base | 7/10 | 7/10 |" in table.split("Training labels")[1]  # summed over seeds
+    actions = table.split('What the final students did at "tests failed, another change"')[1]
+    assert "| edit | 4 | 3 |" in actions and "| undo | 0 | 1 |" in actions
     science.plot(summary, tmp_path / "science.png")
     assert (tmp_path / "science.png").read_bytes()[:4] == b"\x89PNG"
 

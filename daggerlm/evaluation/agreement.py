@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from daggerlm.agent.format import EDIT_COMMAND, extract_action
+from daggerlm.agent.format import EDIT_COMMAND, SUBMIT_MARKER, extract_action
 from daggerlm.agent.trajectory import Trajectory, Turn
 from daggerlm.instances.schema import Instance
 from daggerlm.policies.oracle import normalize_diff
@@ -20,21 +20,28 @@ Decide = Callable[[Instance, list[dict[str, str]], dict[str, str]], str]
 """The teacher as a function of (instance, message history, snapshot) -> response."""
 
 
-def previous_step(turn: Turn | None) -> str:
-    if turn is None:
-        return "start"
-    if turn.action is None:
+def action_kind(action: str | None) -> str:
+    """What an action does: format error (no action), tests, undo, edit, search, submit or other."""
+    if action is None:
         return "format error"
-    action = turn.action
     if "pytest" in action:
-        return "tests passed" if turn.returncode == 0 else "tests failed"
+        return "tests"
     if "git checkout" in action or "git reset" in action:
         return "undo"
     if EDIT_COMMAND.search(action):
         return "edit"
     if "grep" in action:
         return "search"
-    return "other"
+    return "submit" if SUBMIT_MARKER in action else "other"
+
+
+def previous_step(turn: Turn | None) -> str:
+    if turn is None:
+        return "start"
+    kind = action_kind(turn.action)
+    if kind == "tests":
+        return "tests passed" if turn.returncode == 0 else "tests failed"
+    return kind
 
 
 def worktree(turn: Turn, inst: Instance) -> str:
@@ -59,3 +66,14 @@ def agreement_by_state(trajectories: Iterable[Trajectory], instances: dict[str, 
             total[kind] += 1
             agree[kind] += (turn.action or "").strip() == (wanted or "").strip()
     return {kind: {"agree": agree[kind], "total": total[kind]} for kind in sorted(total)}
+
+
+def actions_by_state(trajectories: Iterable[Trajectory], instances: dict[str, Instance]) -> dict[str, dict[str, int]]:
+    """Per state kind, how often the agent took each kind of action there: what a student does
+    instead of the teacher's action (after a failing test run: undo, or edit again, or submit?)."""
+    counts: dict[str, Counter] = {}
+    for traj in trajectories:
+        inst = instances[traj.instance_id]
+        for i, turn in enumerate(traj.turns):
+            counts.setdefault(state_kind(traj, i, inst), Counter())[action_kind(turn.action)] += 1
+    return {kind: dict(sorted(c.items())) for kind, c in sorted(counts.items())}

@@ -3,7 +3,7 @@
 from daggerlm.agent.format import render_response
 from daggerlm.agent.scaffold import run_episode
 from daggerlm.config import AgentConfig
-from daggerlm.evaluation.agreement import agreement_by_state
+from daggerlm.evaluation.agreement import actions_by_state, agreement_by_state
 from daggerlm.policies.oracle import Oracle, gold_fix
 from tests.helpers import ScriptedPolicy
 
@@ -20,7 +20,13 @@ def test_a_student_that_retries_instead_of_undoing_disagrees_after_the_failing_r
     assert by_state == {"start, at base": {"agree": 0, "total": 1},  # the oracle runs the tests first
                         "edit, another change": {"agree": 1, "total": 1},  # both test the change
                         "tests failed, another change": {"agree": 0, "total": 1}}  # the oracle undoes
+    assert actions_by_state([student], {inst.instance_id: inst}) == {
+        "start, at base": {"edit": 1}, "edit, another change": {"tests": 1},
+        "tests failed, another change": {"edit": 1}}  # where the oracle would undo, the student edits again
     own = agreement_by_state([teacher], {inst.instance_id: inst}, Oracle().decide)
     assert sum(v["total"] for v in own.values()) == teacher.n_turns >= 5
     assert all(v["agree"] == v["total"] for v in own.values())  # a pure function agrees with itself
     assert "tests failed, at base" in own and "tests passed, the fix" in own
+    teacher_actions = actions_by_state([teacher], {inst.instance_id: inst})
+    assert teacher_actions["tests passed, the fix"] == {"submit": 1}
+    assert teacher_actions["start, at base"] == {"tests": 1}
