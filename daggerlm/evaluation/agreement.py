@@ -32,7 +32,7 @@ def action_kind(action: str | None) -> str:
         return "edit"
     if "grep" in action:
         return "search"
-    return "submit" if SUBMIT_MARKER in action else "other"
+    return "submit" if action.strip() == f"echo {SUBMIT_MARKER}" else "other"  # garbled ones do not submit
 
 
 def previous_step(turn: Turn | None) -> str:
