@@ -55,6 +55,7 @@ from daggerlm.evaluation.recovery import states_after_setback  # noqa: E402
 from daggerlm.policies import PolicyRequest, make_policy  # noqa: E402
 from daggerlm.policies.oracle import Oracle  # noqa: E402
 from daggerlm.policies.sampling import Sampling  # noqa: E402
+from daggerlm.instances import load_instances  # noqa: E402
 from daggerlm.io import ResultStore, atomic_write_json, atomic_write_text  # noqa: E402
 
 ARMS = {
@@ -140,11 +141,11 @@ def recovery_labels(p: Params, k: int) -> int:
     return sum((int(r.iteration), r.instance_id, int(r.turn)) in after for r in rows.itertuples())
 
 
-def eval_episodes(p: Params, k: int) -> tuple[list[Trajectory], dict]:
-    """The eval episodes of the student of iteration k, and the eval instances by id."""
-    results = ResultStore(stages.layout(p).eval(k) / "results").values()
+def eval_episodes(lay: stages.Layout, k: int) -> tuple[list[Trajectory], dict]:
+    """The eval episodes of the student of iteration k in a run's data dir, and the eval instances by id."""
+    results = ResultStore(lay.eval(k) / "results").values()
     return ([Trajectory.model_validate(r["trajectory"]) for r in results],
-            {i.instance_id: i for i in stages.load_split(p, "eval")})
+            {i.instance_id: i for i in load_instances(lay.instances("eval"))})
 
 
 def train_fit(p: Params, k: int) -> dict:
@@ -177,7 +178,8 @@ def fit_by_state(p: Params, k: int, model: str) -> dict:
              for c in policy.complete([PolicyRequest(None, list(r["prompt"]), {}) for r in rows[b:b + 16]])]
     total, agree = Counter(kinds), Counter()
     for kind, r, text in zip(kinds, rows, texts):
-        agree[kind] += (extract_action(text) or "").strip() == (extract_action(r["completion"][0]["content"]) or "").strip()
+        label = r["completion"][0]["content"]
+        agree[kind] += (extract_action(text) or "").strip() == (extract_action(label) or "").strip()
     return {kind: {"agree": agree[kind], "total": total[kind]} for kind in sorted(total)}
 
 
@@ -187,7 +189,7 @@ def iteration_result(p: Params, k: int) -> dict:
     agg, metrics = read(lay.aggregated(k) / "stats.json"), read(lay.eval(k) / "metrics.json")
     trained = read(lay.trained(k) / "daggerlm_checkpoint.json")
     rollout, labels = read(lay.rollouts(k) / "stats.json"), read(lay.labels(k) / "stats.json")
-    episodes = eval_episodes(p, k)
+    episodes = eval_episodes(lay, k)
     return {"iteration": k, "beta": p.dagger.beta.beta(k), "labels_new": agg["new_examples"],
             "labels_total": agg["examples"], "student_labels": agg["per_actor"].get("student", 0),
             "recovery_labels": recovery_labels(p, k),
@@ -421,8 +423,8 @@ def main() -> None:
     summary = summarize(runs)
     report = {"bench": "science", "setting": "quick" if a.quick else "default", **asdict(s), "arms": a.arms,
               "overrides": extra, "machine": platform.platform(), "cpu": cpu_model_and_flags(),
-              "cpus": os.cpu_count(), "jobs": a.jobs, "wall_s": round(time.monotonic() - start, 1), "summary": summary, "verdict": verdict(summary),
-              "runs": runs}
+              "cpus": os.cpu_count(), "jobs": a.jobs, "wall_s": round(time.monotonic() - start, 1),
+              "summary": summary, "verdict": verdict(summary), "runs": runs}
     previous = json.loads((a.out / "science.json").read_text()) if (a.out / "science.json").is_file() else {}
     same_runs = lambda r: json.loads(json.dumps({k: r.get(k) for k in (*asdict(s), "arms", "overrides")}))  # noqa: E731
     if resummarized and previous and same_runs(previous) == same_runs(report):

@@ -18,21 +18,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.science import SETBACK_STATE  # noqa: E402
-from daggerlm.agent.trajectory import Trajectory  # noqa: E402
+from bench.science import SETBACK_STATE, eval_episodes  # noqa: E402
+from daggerlm.dagger.stages import Layout  # noqa: E402
 from daggerlm.evaluation.agreement import action_kind, state_kind  # noqa: E402
-from daggerlm.instances.schema import Instance  # noqa: E402
-from daggerlm.io import ResultStore  # noqa: E402
 from daggerlm.policies.oracle import changed_paths  # noqa: E402
 
 
 def undo_paths(run: Path, iteration: int) -> Counter:
     """Counts of (action kind, are the changed paths in the last observation, does an undo name exactly them)."""
-    instances = {i.instance_id: i for i in map(Instance.model_validate_json,
-                                               (run / "instances" / "eval.jsonl").read_text().splitlines())}
+    episodes, instances = eval_episodes(Layout(run), iteration)
     counts = Counter()
-    for result in ResultStore(run / "eval" / f"iter_{iteration}" / "results").values():
-        traj = Trajectory.model_validate(result["trajectory"])
+    for traj in episodes:
         for n, turn in enumerate(traj.turns):
             if state_kind(traj, n, instances[traj.instance_id]) != SETBACK_STATE:
                 continue
