@@ -104,7 +104,7 @@ def _digest(obj: object) -> str:
 
 def seed_dir(s: Setting, seed: int, root: Path, extra: dict) -> Path:
     """Finished runs are reused only by the same setting, overrides, base and teacher (other seeds and arms aside)."""
-    key = {**asdict(s), "seeds": None, "overrides": extra, "teacher": Oracle.identity,
+    key = {**asdict(s), "seeds": None, "overrides": extra, "teacher": Oracle.version,
            "base": base_dir(s, root, extra).name}
     return root / f"runs-{_digest(key)}" / f"seed_{seed}"
 
@@ -190,11 +190,12 @@ def iteration_result(p: Params, k: int) -> dict:
     trained = read(lay.trained(k) / "daggerlm_checkpoint.json")
     rollout, labels = read(lay.rollouts(k) / "stats.json"), read(lay.labels(k) / "stats.json")
     episodes = eval_episodes(lay, k)
+    teacher = Oracle(p.teacher.oracle_undo)
     return {"iteration": k, "beta": p.dagger.beta.beta(k), "labels_new": agg["new_examples"],
             "labels_total": agg["examples"], "student_labels": agg["per_actor"].get("student", 0),
             "recovery_labels": recovery_labels(p, k),
             "corrections": labels["relabeled_differs"],  # student actions the teacher relabeled differently
-            "agreement": agreement_by_state(*episodes, Oracle().decide), "actions": actions_by_state(*episodes),
+            "agreement": agreement_by_state(*episodes, teacher.decide), "actions": actions_by_state(*episodes),
             "student_turns": rollout["student_turns"], "teacher_turns": rollout["teacher_turns"],
             "train_steps": trained["steps"], "loss_after": trained["loss_after"],
             "resolve_rate": metrics["resolve_rate"], "setbacks": metrics["setbacks"],

@@ -178,9 +178,12 @@ class TeacherConfig(Section):
     endpoint: EndpointConfig = EndpointConfig()
     sampling: Sampling = Sampling(temperature=0.0, max_new_tokens=512)
     """Of the `openai` teacher (greedy by default: a label should not depend on luck)."""
+    oracle_undo: Literal["paths", "all"] = "paths"
+    """How the `oracle` takes back a wrong change: `paths` restores each changed file by name, `all`
+    resets the whole worktree with one constant command (nothing to copy from the history)."""
 
     def policy_kwargs(self) -> dict:
-        return self.endpoint.policy_kwargs(self.sampling) if self.kind == "openai" else {}
+        return self.endpoint.policy_kwargs(self.sampling) if self.kind == "openai" else {"undo": self.oracle_undo}
 
 
 class DaggerConfig(Section):

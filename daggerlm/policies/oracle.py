@@ -111,10 +111,23 @@ def _quote(path: str) -> str:
     return path if re.fullmatch(r"[\w./-]+", path) else "'" + path.replace("'", "'\\''") + "'"
 
 
-class Oracle:
-    """Privileged scripted expert; deterministic, so its identity needs no sampling parameters."""
+UNDO_KINDS = ("paths", "all")
 
-    identity = "oracle/v5"  # v5: rewrites a wrong fix line instead of undoing it; the version keys cached labels
+
+class Oracle:
+    """Privileged scripted expert; deterministic, so its identity needs no sampling parameters.
+
+    `undo` is how it takes back a wrong change: `paths` names each changed file (`git checkout --
+    ./a.py`: a student must copy the path from the history), `all` resets the whole worktree with
+    one constant command (`git reset -q --hard && git clean -fdq`: nothing to copy)."""
+
+    version = "oracle/v5"  # v5: rewrites a wrong fix line instead of undoing it; the version keys cached labels
+
+    def __init__(self, undo: str = "paths") -> None:
+        if undo not in UNDO_KINDS:
+            raise ValueError(f"oracle undo: expected one of {', '.join(UNDO_KINDS)}, got {undo!r}")
+        self.undo = undo
+        self.identity = self.version if undo == "paths" else f"{self.version}+undo-{undo}"
 
     def complete(self, requests: list[PolicyRequest]) -> list[Completion]:
         return [Completion(self.decide(r.instance, r.messages, r.snapshot), {"policy": self.identity})
@@ -142,11 +155,13 @@ class Oracle:
         patch = inst.patch.rstrip("\n")  # not rstrip(): a last context line that is blank is " "
         return f"git apply - <<'DAGGERLM_PATCH'\n{patch}\nDAGGERLM_PATCH"
 
-    @staticmethod
-    def revert_command(inst: Instance, snapshot: dict[str, str]) -> str:
+    def revert_command(self, inst: Instance, snapshot: dict[str, str]) -> str:
+        moved = bool(snapshot.get("head")) and snapshot["head"] != inst.base_commit
+        if self.undo == "all":
+            return f"git reset -q --hard{' ' + inst.base_commit if moved else ''} && git clean -fdq"
         restore, delete = changed_paths(snapshot.get("diff", ""))
         parts = []
-        if snapshot.get("head") and snapshot["head"] != inst.base_commit:
+        if moved:
             parts.append(f"git reset -q --hard {inst.base_commit}")
         elif restore:
             parts.append("git checkout -- " + " ".join(_quote("./" + p) for p in restore))  # as grep prints it
@@ -185,5 +200,5 @@ class Oracle:
 
 
 @register("oracle")
-def make_oracle() -> Oracle:
-    return Oracle()
+def make_oracle(undo: str = "paths") -> Oracle:
+    return Oracle(undo)

@@ -1,10 +1,12 @@
 """The oracle solves clean instances in 4-10 turns and recovers from states a bad student made."""
 
+import json
 import random
 import subprocess
 import sys
-import json
 from concurrent.futures import ThreadPoolExecutor
+
+import pytest
 
 from daggerlm.agent.format import render_response
 from daggerlm.agent.scaffold import run_episode
@@ -32,37 +34,38 @@ def test_cli_oracle_on_50_unseen_eval_instances(tmp_path):
 
 
 def _recover(args):
-    inst, state_seed, runtime = args
+    inst, state_seed, runtime, undo = args
     rng = random.Random(state_seed)
     n_wrong = rng.randint(1, 3)
     wrong_turns = set(rng.sample(range(n_wrong + 3), n_wrong))  # mistakes interleaved with expert turns
     schedule = lambda t: "student" if t in wrong_turns else "teacher"  # noqa: E731
-    traj = run_episode(inst, {"teacher": make_policy("oracle"), "student": WrongActionPolicy(state_seed)}, schedule,
+    traj = run_episode(inst, {"teacher": make_policy("oracle", undo=undo), "student": WrongActionPolicy(state_seed)}, schedule,
                        runtime=runtime, agent=AgentConfig(step_limit=20))
     return traj, grade(inst, traj.patch, runtime)
 
 
-def test_oracle_recovers_from_200_perturbed_states(tmp_path):
+@pytest.mark.parametrize("undo,n", [("paths", 200), ("all", 50)])
+def test_oracle_recovers_from_perturbed_states(undo, n, tmp_path):
     runtime = RuntimeConfig(workdir=str(tmp_path))
     instances = generate(50, "train", seed=2024)
-    jobs = [(instances[i % 50], i, runtime) for i in range(200)]
+    jobs = [(instances[i % 50], i, runtime, undo) for i in range(n)]
     with ThreadPoolExecutor(2) as pool:
         outcomes = list(pool.map(_recover, jobs))
     perturbed = [t for t, _ in outcomes if any(turn.actor == "student" for turn in t.turns)]
-    assert len(perturbed) == 200
+    assert len(perturbed) == n
     damaged = sum(any(turn.actor == "student" and turn.snapshot != t.turns[turn.index + 1].snapshot
                       for turn in t.turns[:-1]) for t in perturbed)
-    assert damaged >= 120, "the perturbations should usually change the worktree"
+    assert damaged >= 0.6 * n, "the perturbations should usually change the worktree"
     resolved = sum(report["resolved"] for _, report in outcomes)
-    print(f"oracle recovery: {resolved}/200 resolved, {damaged} states with a damaged worktree")
+    print(f"oracle ({undo}) recovery: {resolved}/{n} resolved, {damaged} states with a damaged worktree")
     failures = [(t.instance_id, [x.action for x in t.turns]) for (t, rep) in outcomes if not rep["resolved"]]
-    assert resolved >= 198, failures[:3]
+    assert resolved >= 0.99 * n, failures[:3]
 
 
-def _after_wrong_edit(inst, wrong: str, tmp_path):
+def _after_wrong_edit(inst, wrong: str, tmp_path, undo: str = "paths"):
     """An episode whose first action is the student's `wrong` command, then the oracle's."""
     runtime = RuntimeConfig(workdir=str(tmp_path))
-    policies = {"student": ScriptedPolicy([render_response("Fix.", wrong)]), "teacher": make_policy("oracle")}
+    policies = {"student": ScriptedPolicy([render_response("Fix.", wrong)]), "teacher": make_policy("oracle", undo=undo)}
     traj = run_episode(inst, policies, lambda t: "student" if t == 0 else "teacher", runtime=runtime,
                        agent=AgentConfig(step_limit=10))
     return [t.action for t in traj.turns], traj, grade(inst, traj.patch, runtime)["resolved"]
@@ -78,6 +81,26 @@ def test_oracle_undoes_a_wrong_change_after_the_tests_show_it(eval_instances, tm
     assert changed_paths(traj.turns[2].snapshot["diff"]) == ([fix.file], [])
     assert actions[2] == f"git checkout -- ./{fix.file}"  # the path as grep prints it
     assert resolved
+
+
+def test_oracle_undo_all_resets_the_worktree_with_one_constant_command(eval_instances, tmp_path):
+    """Two instances, different files changed and a new file added: the same undo for both, after
+    which the worktree is at base (the new file gone) and the oracle goes on to resolve."""
+    undos = []
+    for inst in eval_instances[:2]:
+        fix = gold_fix(inst.patch)
+        wrong = f"sed -i '{fix.line}c\\{fix.new} + 1' ./{fix.file} && echo 'x = 1' > ./scratch.py"
+        actions, traj, resolved = _after_wrong_edit(inst, wrong, tmp_path, undo="all")
+        assert changed_paths(traj.turns[2].snapshot["diff"]) == ([fix.file], ["scratch.py"])
+        assert traj.turns[3].snapshot["diff"] == ""
+        assert resolved
+        undos.append(actions[2])
+    assert undos == ["git reset -q --hard && git clean -fdq"] * 2
+
+
+def test_oracle_undo_must_be_known():
+    with pytest.raises(ValueError, match="oracle undo: expected one of paths, all, got 'some'"):
+        Oracle("some")
 
 
 def test_oracle_rewrites_a_wrong_fix_line_in_one_step(eval_instances, tmp_path):
