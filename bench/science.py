@@ -190,7 +190,7 @@ def iteration_result(p: Params, k: int) -> dict:
     trained = read(lay.trained(k) / "daggerlm_checkpoint.json")
     rollout, labels = read(lay.rollouts(k) / "stats.json"), read(lay.labels(k) / "stats.json")
     episodes = eval_episodes(lay, k)
-    teacher = Oracle(p.teacher.oracle_undo)
+    teacher = Oracle(**p.teacher.oracle_kwargs())
     return {"iteration": k, "beta": p.dagger.beta.beta(k), "labels_new": agg["new_examples"],
             "labels_total": agg["examples"], "student_labels": agg["per_actor"].get("student", 0),
             "recovery_labels": recovery_labels(p, k),

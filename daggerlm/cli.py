@@ -356,7 +356,7 @@ def oracle_cmd(
     p = _params(params, set_)
     items = generate(n, "eval", seed, p.instances.modules_per_repo, p.instances.functions_per_module)
     write_instances(out / "instances.jsonl", items)
-    oracle = make_policy("oracle", undo=p.teacher.oracle_undo)
+    oracle = make_policy("oracle", **p.teacher.oracle_kwargs())
     metrics = evaluate(items, oracle, out, runtime=p.runtime, agent=p.agent,
                        concurrency=p.evaluation.concurrency, model_name="oracle")
     _print_stats(f"oracle on {n} synthetic eval instances (seed {seed})", metrics)

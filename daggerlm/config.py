@@ -181,9 +181,15 @@ class TeacherConfig(Section):
     oracle_undo: Literal["paths", "all"] = "paths"
     """How the `oracle` takes back a wrong change: `paths` restores each changed file by name, `all`
     resets the whole worktree with one constant command (nothing to copy from the history)."""
+    oracle_reshow: bool = False
+    """Whether the `oracle` shows the buggy function again after an undo, so its fix copies from the
+    last observation rather than from one turns back."""
+
+    def oracle_kwargs(self) -> dict:
+        return {"undo": self.oracle_undo, "reshow": self.oracle_reshow}
 
     def policy_kwargs(self) -> dict:
-        return self.endpoint.policy_kwargs(self.sampling) if self.kind == "openai" else {"undo": self.oracle_undo}
+        return self.endpoint.policy_kwargs(self.sampling) if self.kind == "openai" else self.oracle_kwargs()
 
 
 class DaggerConfig(Section):

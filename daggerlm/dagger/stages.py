@@ -99,7 +99,7 @@ def teacher(p: Params) -> CachedTeacher:
 def evaluation_policy(p: Params, k: int) -> Iterator[tuple[Policy, str]]:
     """(policy, model name) that evaluation episodes use: the oracle, or the student of iteration k."""
     if p.evaluation.policy == "oracle":
-        yield make_policy("oracle", undo=p.teacher.oracle_undo), "oracle"
+        yield make_policy("oracle", **p.teacher.oracle_kwargs()), "oracle"
         return
     model = checkpoint(p, k)
     with open_student(p.student, model) as policy:

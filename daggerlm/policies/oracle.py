@@ -8,7 +8,7 @@ snapshot), so any recorded state can be labeled after the fact. The procedure:
                                                       else rewrite the fix line if only that line is
                                                       wrong (one step to the fix), else undo the changes
     tests never run                                 -> run the tests
-    buggy code never seen                           -> show the buggy function
+    buggy code never seen (reshow: since the undo)  -> show the buggy function
     worktree at base                                -> apply the fix
     worktree at base+gold, last test run not green  -> run the tests
     otherwise                                       -> submit
@@ -30,6 +30,7 @@ from daggerlm.policies.base import Completion, PolicyRequest, register
 
 _DIFF_HEADER = re.compile(r"^diff --git a/(.*) b/(.*)$")
 _DEF = re.compile(r"^\s*(?:async\s+)?def\s+(\w+)\s*\(")
+_UNDO = re.compile(r"\bgit\s+(checkout|reset|stash)\b")
 
 
 def normalize_diff(diff: str) -> str:
@@ -107,6 +108,11 @@ def only_fix_line_changed(diff: str, fix: GoldFix) -> bool:
     return len(removed) == 1 and len([ln for ln in hunk if ln.is_added]) == 1 and removed[0].source_line_no == fix.line
 
 
+def _after_last_undo(turns: list[tuple[str, str]]) -> int:
+    """Index of the first turn after the last undo (0 if none)."""
+    return max((n + 1 for n, (action, _) in enumerate(turns) if _UNDO.search(action)), default=0)
+
+
 def _quote(path: str) -> str:
     return path if re.fullmatch(r"[\w./-]+", path) else "'" + path.replace("'", "'\\''") + "'"
 
@@ -119,15 +125,18 @@ class Oracle:
 
     `undo` is how it takes back a wrong change: `paths` names each changed file (`git checkout --
     ./a.py`: a student must copy the path from the history), `all` resets the whole worktree with
-    one constant command (`git reset -q --hard && git clean -fdq`: nothing to copy)."""
+    one constant command (`git reset -q --hard && git clean -fdq`: nothing to copy). With `reshow`
+    it shows the buggy function again after an undo, so the fix that follows copies from the last
+    observation, as in a clean episode, not from one turns back."""
 
     version = "oracle/v5"  # v5: rewrites a wrong fix line instead of undoing it; the version keys cached labels
 
-    def __init__(self, undo: str = "paths") -> None:
+    def __init__(self, undo: str = "paths", reshow: bool = False) -> None:
         if undo not in UNDO_KINDS:
             raise ValueError(f"oracle undo: expected one of {', '.join(UNDO_KINDS)}, got {undo!r}")
-        self.undo = undo
-        self.identity = self.version if undo == "paths" else f"{self.version}+undo-{undo}"
+        self.undo, self.reshow = undo, reshow
+        self.identity = (self.version + (f"+undo-{undo}" if undo != "paths" else "")
+                         + ("+reshow" if reshow else ""))
 
     def complete(self, requests: list[PolicyRequest]) -> list[Completion]:
         return [Completion(self.decide(r.instance, r.messages, r.snapshot), {"policy": self.identity})
@@ -191,7 +200,8 @@ class Oracle:
         if not any("pytest" in action for action, _ in turns):
             return render_response("Run the tests to see what fails.", test_cmd)
         locate = self.locate_command(fix)
-        if not any(action == locate or (fix.old and fix.old in obs) for action, obs in turns):
+        recent = turns[_after_last_undo(turns):] if self.reshow else turns
+        if not any(action == locate or (fix.old and fix.old in obs) for action, obs in recent):
             return render_response(f"Find the code of {fix.function or fix.file}.", locate)
         return self.fix_response(inst, fix)
 
@@ -200,5 +210,5 @@ class Oracle:
 
 
 @register("oracle")
-def make_oracle(undo: str = "paths") -> Oracle:
-    return Oracle(undo)
+def make_oracle(undo: str = "paths", reshow: bool = False) -> Oracle:
+    return Oracle(undo, reshow)

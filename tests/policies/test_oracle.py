@@ -34,21 +34,21 @@ def test_cli_oracle_on_50_unseen_eval_instances(tmp_path):
 
 
 def _recover(args):
-    inst, state_seed, runtime, undo = args
+    inst, state_seed, runtime, oracle = args
     rng = random.Random(state_seed)
     n_wrong = rng.randint(1, 3)
     wrong_turns = set(rng.sample(range(n_wrong + 3), n_wrong))  # mistakes interleaved with expert turns
     schedule = lambda t: "student" if t in wrong_turns else "teacher"  # noqa: E731
-    traj = run_episode(inst, {"teacher": make_policy("oracle", undo=undo), "student": WrongActionPolicy(state_seed)}, schedule,
+    traj = run_episode(inst, {"teacher": make_policy("oracle", **oracle), "student": WrongActionPolicy(state_seed)}, schedule,
                        runtime=runtime, agent=AgentConfig(step_limit=20))
     return traj, grade(inst, traj.patch, runtime)
 
 
-@pytest.mark.parametrize("undo,n", [("paths", 200), ("all", 50)])
-def test_oracle_recovers_from_perturbed_states(undo, n, tmp_path):
+@pytest.mark.parametrize("oracle,n", [({}, 200), ({"undo": "all", "reshow": True}, 50)], ids=["paths", "all-reshow"])
+def test_oracle_recovers_from_perturbed_states(oracle, n, tmp_path):
     runtime = RuntimeConfig(workdir=str(tmp_path))
     instances = generate(50, "train", seed=2024)
-    jobs = [(instances[i % 50], i, runtime, undo) for i in range(n)]
+    jobs = [(instances[i % 50], i, runtime, oracle) for i in range(n)]
     with ThreadPoolExecutor(2) as pool:
         outcomes = list(pool.map(_recover, jobs))
     perturbed = [t for t, _ in outcomes if any(turn.actor == "student" for turn in t.turns)]
@@ -57,7 +57,7 @@ def test_oracle_recovers_from_perturbed_states(undo, n, tmp_path):
                       for turn in t.turns[:-1]) for t in perturbed)
     assert damaged >= 0.6 * n, "the perturbations should usually change the worktree"
     resolved = sum(report["resolved"] for _, report in outcomes)
-    print(f"oracle ({undo}) recovery: {resolved}/{n} resolved, {damaged} states with a damaged worktree")
+    print(f"oracle {oracle} recovery: {resolved}/{n} resolved, {damaged} states with a damaged worktree")
     failures = [(t.instance_id, [x.action for x in t.turns]) for (t, rep) in outcomes if not rep["resolved"]]
     assert resolved >= 0.99 * n, failures[:3]
 
@@ -96,6 +96,23 @@ def test_oracle_undo_all_resets_the_worktree_with_one_constant_command(eval_inst
         assert resolved
         undos.append(actions[2])
     assert undos == ["git reset -q --hard && git clean -fdq"] * 2
+
+
+@pytest.mark.parametrize("reshow", [False, True])
+def test_oracle_reshow_looks_at_the_code_again_after_an_undo(reshow, eval_instances, tmp_path):
+    """The code was shown before the wrong edit: without reshow the oracle fixes right after the
+    undo (copying from turns back), with reshow it shows the code again first."""
+    inst = eval_instances[0]
+    fix = gold_fix(inst.patch)
+    wrong = render_response("Fix.", f"sed -i '{fix.line}c\\{fix.new} + 1' ./{fix.file} && echo '# x' >> ./{fix.file}")
+    policies = {"student": ScriptedPolicy([wrong]), "teacher": make_policy("oracle", undo="all", reshow=reshow)}
+    traj = run_episode(inst, policies, lambda t: "student" if t == 2 else "teacher",
+                       runtime=RuntimeConfig(workdir=str(tmp_path)), agent=AgentConfig(step_limit=12))
+    actions = [t.action for t in traj.turns]
+    locate, fix_command = Oracle.locate_command(fix), Oracle.fix_command(inst, fix)
+    assert actions[:2] == [Oracle.test_command(inst), locate] and actions[4] == "git reset -q --hard && git clean -fdq"
+    assert actions[5:7] == ([locate, fix_command] if reshow else [fix_command, Oracle.test_command(inst)])
+    assert grade(inst, traj.patch, RuntimeConfig(workdir=str(tmp_path)))["resolved"]
 
 
 def test_oracle_undo_must_be_known():
