@@ -39,8 +39,8 @@ def _recover(args):
     n_wrong = rng.randint(1, 3)
     wrong_turns = set(rng.sample(range(n_wrong + 3), n_wrong))  # mistakes interleaved with expert turns
     schedule = lambda t: "student" if t in wrong_turns else "teacher"  # noqa: E731
-    traj = run_episode(inst, {"teacher": make_policy("oracle", **oracle), "student": WrongActionPolicy(state_seed)}, schedule,
-                       runtime=runtime, agent=AgentConfig(step_limit=20))
+    policies = {"teacher": make_policy("oracle", **oracle), "student": WrongActionPolicy(state_seed)}
+    traj = run_episode(inst, policies, schedule, runtime=runtime, agent=AgentConfig(step_limit=20))
     return traj, grade(inst, traj.patch, runtime)
 
 
@@ -65,7 +65,8 @@ def test_oracle_recovers_from_perturbed_states(oracle, n, tmp_path):
 def _after_wrong_edit(inst, wrong: str, tmp_path, undo: str = "paths"):
     """An episode whose first action is the student's `wrong` command, then the oracle's."""
     runtime = RuntimeConfig(workdir=str(tmp_path))
-    policies = {"student": ScriptedPolicy([render_response("Fix.", wrong)]), "teacher": make_policy("oracle", undo=undo)}
+    policies = {"student": ScriptedPolicy([render_response("Fix.", wrong)]),
+                "teacher": make_policy("oracle", undo=undo)}
     traj = run_episode(inst, policies, lambda t: "student" if t == 0 else "teacher", runtime=runtime,
                        agent=AgentConfig(step_limit=10))
     return [t.action for t in traj.turns], traj, grade(inst, traj.patch, runtime)["resolved"]
