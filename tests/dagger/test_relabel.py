@@ -105,7 +105,7 @@ def test_same_seed_same_rollouts(tmp_path, runtime, tiny_model_dir):
 class _Unavailable:
     """A teacher whose server is down until `up` is set (every request fails, as after the SDK's retries)."""
 
-    identity = Oracle.identity
+    identity = Oracle().identity
 
     def __init__(self):
         self.up, self.oracle = False, Oracle()
