@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from daggerlm.agent.format import EDIT_COMMAND, SUBMIT_MARKER, extract_action
+from daggerlm.agent.format import EDIT_COMMAND, SUBMIT_MARKER, UNDO_COMMAND, extract_action
 from daggerlm.agent.trajectory import Trajectory, Turn
 from daggerlm.instances.schema import Instance
 from daggerlm.policies.oracle import normalize_diff
@@ -26,7 +26,7 @@ def action_kind(action: str | None) -> str:
         return "format error"
     if "pytest" in action:
         return "tests"
-    if "git checkout" in action or "git reset" in action:
+    if UNDO_COMMAND.search(action):
         return "undo"
     if EDIT_COMMAND.search(action):
         return "edit"

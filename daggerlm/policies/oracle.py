@@ -23,14 +23,13 @@ from pathlib import PurePosixPath
 
 from unidiff import PatchSet
 
-from daggerlm.agent.format import (SUBMIT_MARKER, last_test_since_edit, observation_returncode, render_response,
-                                   turns_of)
+from daggerlm.agent.format import (SUBMIT_MARKER, UNDO_COMMAND, last_test_since_edit, observation_returncode,
+                                   render_response, turns_of)
 from daggerlm.instances.schema import Instance
 from daggerlm.policies.base import Completion, PolicyRequest, register
 
 _DIFF_HEADER = re.compile(r"^diff --git a/(.*) b/(.*)$")
 _DEF = re.compile(r"^\s*(?:async\s+)?def\s+(\w+)\s*\(")
-_UNDO = re.compile(r"\bgit\s+(checkout|reset|stash)\b")
 
 
 def normalize_diff(diff: str) -> str:
@@ -110,7 +109,7 @@ def only_fix_line_changed(diff: str, fix: GoldFix) -> bool:
 
 def _after_last_undo(turns: list[tuple[str, str]]) -> int:
     """Index of the first turn after the last undo (0 if none)."""
-    return max((n + 1 for n, (action, _) in enumerate(turns) if _UNDO.search(action)), default=0)
+    return max((n + 1 for n, (action, _) in enumerate(turns) if UNDO_COMMAND.search(action)), default=0)
 
 
 def _quote(path: str) -> str:
