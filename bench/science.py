@@ -53,6 +53,7 @@ from daggerlm.dagger.rollout import read_trajectories  # noqa: E402
 from daggerlm.evaluation.agreement import actions_by_state, agreement_by_state, state_kind  # noqa: E402
 from daggerlm.evaluation.recovery import states_after_setback  # noqa: E402
 from daggerlm.policies import PolicyRequest, make_policy  # noqa: E402
+from daggerlm.policies.history_view import student_view  # noqa: E402
 from daggerlm.policies.oracle import Oracle  # noqa: E402
 from daggerlm.policies.sampling import Sampling  # noqa: E402
 from daggerlm.instances import load_instances  # noqa: E402
@@ -173,7 +174,8 @@ def fit_by_state(p: Params, k: int, model: str) -> dict:
         position = next(n for n, t in enumerate(traj.turns) if t.index == int(r["turn"]))
         kinds.append(state_kind(traj, position, instances[r["instance_id"]]))
     greedy = Sampling(temperature=0, max_new_tokens=p.student.sampling.max_new_tokens)
-    policy = make_policy("hf", **{**p.student.policy_kwargs(model), "sampling": greedy})
+    policy = student_view(make_policy("hf", **{**p.student.policy_kwargs(model), "sampling": greedy}),
+                          p.student.keep_observations)
     texts = [c.text for b in range(0, len(rows), 16)
              for c in policy.complete([PolicyRequest(None, list(r["prompt"]), {}) for r in rows[b:b + 16]])]
     total, agree = Counter(kinds), Counter()

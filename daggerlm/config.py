@@ -159,6 +159,9 @@ class StudentConfig(Section):
     sampling: Sampling = Sampling()
     max_prompt_tokens: int = Field(2048, ge=64)
     """Longer prompts keep their last tokens."""
+    keep_observations: int | None = Field(None, ge=1)
+    """Show the student only its last this many tool outputs in full (older ones: return code and a
+    line count; every action stays), in generation and fine-tuning alike; None: the whole history."""
     device: str = "cpu"
     """Where the `hf` student generates and the tiny base is pretrained (`cuda`, `cuda:1`, ...);
     fine-tuning runs on CUDA whenever it is available."""

@@ -209,7 +209,8 @@ def stage_train(p: Params, k: int) -> dict:
         raise InputError(f"{agg_stats}: not found (run the aggregate stage of iteration {k} first)")
     init = checkpoint(p, 0) if p.train.init_from == "base" else checkpoint(p, k)
     return train(lay.aggregated(k) / "train.parquet", init, lay.trained(k), p.train, seed=p.seed + k,
-                 aggregate_hash=json.loads(agg_stats.read_text())["hash"], base_model=checkpoint(p, 0))
+                 aggregate_hash=json.loads(agg_stats.read_text())["hash"], base_model=checkpoint(p, 0),
+                 keep_observations=p.student.keep_observations)
 
 
 def stage_evaluate(p: Params, k: int, runner: ItemRunner | None = None) -> dict:

@@ -23,6 +23,7 @@ from daggerlm.errors import InputError
 from daggerlm.policies import make_policy
 from daggerlm.policies.base import Policy
 from daggerlm.policies.checkpoints import checkpoint_fingerprint
+from daggerlm.policies.history_view import student_view
 from daggerlm.serving.process import free_port, managed_server
 
 SERVED_NAME = "student"
@@ -72,7 +73,14 @@ def load_lora_adapter(base_url: str, name: str, path: str) -> None:
 
 @contextmanager
 def open_student(student: StudentConfig, checkpoint: str) -> Iterator[Policy]:
-    """The student policy for the duration of a stage (a server it started is stopped afterwards)."""
+    """The student policy for the duration of a stage, as it sees the history (`keep_observations`)."""
+    with _open_policy(student, checkpoint) as policy:
+        yield student_view(policy, student.keep_observations)
+
+
+@contextmanager
+def _open_policy(student: StudentConfig, checkpoint: str) -> Iterator[Policy]:
+    """The student's policy (a server it started is stopped afterwards)."""
     if student.kind == "hf":
         yield make_policy("hf", **student.policy_kwargs(checkpoint))
         return
