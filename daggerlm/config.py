@@ -188,8 +188,12 @@ class TeacherConfig(Section):
     """Whether the `oracle` shows the buggy function again after an undo, so its fix copies from the
     last observation rather than from one turns back."""
 
+    oracle_retest: bool = False
+    """Whether the `oracle` runs the tests again after an undo (before showing the code), so the
+    failing test that names the buggy function is the last observation, as at the start of an episode."""
+
     def oracle_kwargs(self) -> dict:
-        return {"undo": self.oracle_undo, "reshow": self.oracle_reshow}
+        return {"undo": self.oracle_undo, "reshow": self.oracle_reshow, "retest": self.oracle_retest}
 
     def policy_kwargs(self) -> dict:
         return self.endpoint.policy_kwargs(self.sampling) if self.kind == "openai" else self.oracle_kwargs()

@@ -7,7 +7,7 @@ snapshot), so any recorded state can be labeled after the fact. The procedure:
     worktree differs from base and from base+gold  -> run the tests if not run since the last edit,
                                                       else rewrite the fix line if only that line is
                                                       wrong (one step to the fix), else undo the changes
-    tests never run                                 -> run the tests
+    tests never run (retest: since the undo)        -> run the tests
     buggy code never seen (reshow: since the undo)  -> show the buggy function
     worktree at base                                -> apply the fix
     worktree at base+gold, last test run not green  -> run the tests
@@ -130,12 +130,12 @@ class Oracle:
 
     version = "oracle/v5"  # v5: rewrites a wrong fix line instead of undoing it; the version keys cached labels
 
-    def __init__(self, undo: str = "paths", reshow: bool = False) -> None:
+    def __init__(self, undo: str = "paths", reshow: bool = False, retest: bool = False) -> None:
         if undo not in UNDO_KINDS:
             raise ValueError(f"oracle undo: expected one of {', '.join(UNDO_KINDS)}, got {undo!r}")
-        self.undo, self.reshow = undo, reshow
+        self.undo, self.reshow, self.retest = undo, reshow, retest
         self.identity = (self.version + (f"+undo-{undo}" if undo != "paths" else "")
-                         + ("+reshow" if reshow else ""))
+                         + ("+reshow" if reshow else "") + ("+retest" if retest else ""))
 
     def complete(self, requests: list[PolicyRequest]) -> list[Completion]:
         return [Completion(self.decide(r.instance, r.messages, r.snapshot), {"policy": self.identity})
@@ -196,11 +196,12 @@ class Oracle:
             if "pytest" in action and observation_returncode(observation) == 0:
                 return render_response("The tests pass. Submit.", f"echo {SUBMIT_MARKER}")
             return render_response("Run the tests to check the fix.", test_cmd)
-        if not any("pytest" in action for action, _ in turns):
+        since_undo = turns[_after_last_undo(turns):]
+        if not any("pytest" in action for action, _ in (since_undo if self.retest else turns)):
             return render_response("Run the tests to see what fails.", test_cmd)
         locate = self.locate_command(fix)
-        recent = turns[_after_last_undo(turns):] if self.reshow else turns
-        if not any(action == locate or (fix.old and fix.old in obs) for action, obs in recent):
+        shown = since_undo if self.reshow else turns
+        if not any(action == locate or (fix.old and fix.old in obs) for action, obs in shown):
             return render_response(f"Find the code of {fix.function or fix.file}.", locate)
         return self.fix_response(inst, fix)
 
@@ -209,5 +210,5 @@ class Oracle:
 
 
 @register("oracle")
-def make_oracle(undo: str = "paths", reshow: bool = False) -> Oracle:
-    return Oracle(undo, reshow)
+def make_oracle(undo: str = "paths", reshow: bool = False, retest: bool = False) -> Oracle:
+    return Oracle(undo, reshow, retest)

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from daggerlm.agent.format import render_response
+from daggerlm.agent.format import SUBMIT_MARKER, render_response
 from daggerlm.agent.scaffold import run_episode
 from daggerlm.config import AgentConfig, RuntimeConfig
 from daggerlm.evaluation import grade
@@ -44,7 +44,8 @@ def _recover(args):
     return traj, grade(inst, traj.patch, runtime)
 
 
-@pytest.mark.parametrize("oracle,n", [({}, 200), ({"undo": "all", "reshow": True}, 50)], ids=["paths", "all-reshow"])
+@pytest.mark.parametrize("oracle,n", [({}, 200), ({"undo": "all", "reshow": True, "retest": True}, 50)],
+                         ids=["paths", "all-reshow-retest"])
 def test_oracle_recovers_from_perturbed_states(oracle, n, tmp_path):
     runtime = RuntimeConfig(workdir=str(tmp_path))
     instances = generate(50, "train", seed=2024)
@@ -99,20 +100,24 @@ def test_oracle_undo_all_resets_the_worktree_with_one_constant_command(eval_inst
     assert undos == ["git reset -q --hard && git clean -fdq"] * 2
 
 
-@pytest.mark.parametrize("reshow", [False, True])
-def test_oracle_reshow_looks_at_the_code_again_after_an_undo(reshow, eval_instances, tmp_path):
+@pytest.mark.parametrize("reshow,retest", [(False, False), (True, False), (True, True)])
+def test_oracle_reshow_looks_at_the_code_again_after_an_undo(reshow, retest, eval_instances, tmp_path):
     """The code was shown before the wrong edit: without reshow the oracle fixes right after the
-    undo (copying from turns back), with reshow it shows the code again first."""
+    undo (copying from turns back), with reshow it shows the code again first, with retest as well
+    it runs the tests before that, as at the start of an episode."""
     inst = eval_instances[0]
     fix = gold_fix(inst.patch)
     wrong = render_response("Fix.", f"sed -i '{fix.line}c\\{fix.new} + 1' ./{fix.file} && echo '# x' >> ./{fix.file}")
-    policies = {"student": ScriptedPolicy([wrong]), "teacher": make_policy("oracle", undo="all", reshow=reshow)}
+    policies = {"student": ScriptedPolicy([wrong]), "teacher": make_policy("oracle", undo="all", reshow=reshow,
+                                                                            retest=retest)}
     traj = run_episode(inst, policies, lambda t: "student" if t == 2 else "teacher",
                        runtime=RuntimeConfig(workdir=str(tmp_path)), agent=AgentConfig(step_limit=12))
     actions = [t.action for t in traj.turns]
     locate, fix_command = Oracle.locate_command(fix), Oracle.fix_command(inst, fix)
     assert actions[:2] == [Oracle.test_command(inst), locate] and actions[4] == "git reset -q --hard && git clean -fdq"
-    assert actions[5:7] == ([locate, fix_command] if reshow else [fix_command, Oracle.test_command(inst)])
+    test = Oracle.test_command(inst)
+    assert actions[5:8] == ([test, locate, fix_command] if retest else [locate, fix_command, test] if reshow
+                            else [fix_command, test, f"echo {SUBMIT_MARKER}"])
     assert grade(inst, traj.patch, RuntimeConfig(workdir=str(tmp_path)))["resolved"]
 
 
