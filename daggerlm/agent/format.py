@@ -25,8 +25,8 @@ def extract_action(text: str) -> str | None:
 
 EDIT_COMMAND = re.compile(r"\bsed\s+(-\w+\s+)*-i|\bgit\s+apply\b|\bpatch\b|>")
 """A command that edits files (in-place sed, git apply, patch, a redirect)."""
-UNDO_COMMAND = re.compile(r"\bgit\s+(checkout|reset)\b")
-"""A command that takes changes back (git checkout, git reset)."""
+UNDO_COMMAND = re.compile(r"\bgit\s+(checkout|reset|stash)\b")
+"""A command that takes changes back (git checkout, git reset, git stash)."""
 
 
 def observation_returncode(observation: str) -> int | None:
