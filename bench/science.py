@@ -175,7 +175,7 @@ def fit_by_state(p: Params, k: int, model: str) -> dict:
         kinds.append(state_kind(traj, position, instances[r["instance_id"]]))
     greedy = Sampling(temperature=0, max_new_tokens=p.student.sampling.max_new_tokens)
     policy = student_view(make_policy("hf", **{**p.student.policy_kwargs(model), "sampling": greedy}),
-                          p.student.keep_observations)
+                          p.student.window)
     texts = [c.text for b in range(0, len(rows), 16)
              for c in policy.complete([PolicyRequest(None, list(r["prompt"]), {}) for r in rows[b:b + 16]])]
     total, agree = Counter(kinds), Counter()

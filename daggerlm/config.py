@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from daggerlm.dagger.schedules import BetaSchedule
 from daggerlm.errors import InputError
+from daggerlm.policies.history_view import HistoryWindow
 from daggerlm.policies.sampling import Sampling
 from daggerlm.training.config import TinyModelConfig, TrainConfig
 
@@ -159,6 +160,9 @@ class StudentConfig(Section):
     sampling: Sampling = Sampling()
     max_prompt_tokens: int = Field(2048, ge=64)
     """Longer prompts keep their last tokens."""
+    keep_turns: int | None = Field(None, ge=1)
+    """Show the student only the task and its last this many turns (action and output), in generation
+    and fine-tuning alike; None: every turn."""
     keep_observations: int | None = Field(None, ge=1)
     """Show the student only its last this many tool outputs in full (older ones: return code and a
     line count; every action stays), in generation and fine-tuning alike; None: the whole history."""
@@ -168,6 +172,10 @@ class StudentConfig(Section):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """The `hf` student's weights when it generates (training keeps float32 master weights)."""
     server: StudentServerConfig = StudentServerConfig()
+
+    @property
+    def window(self) -> HistoryWindow:
+        return HistoryWindow(turns=self.keep_turns, observations=self.keep_observations)
 
     def policy_kwargs(self, model: str) -> dict:
         return {"model": model, "sampling": self.sampling, "max_prompt_tokens": self.max_prompt_tokens,

@@ -210,7 +210,7 @@ def stage_train(p: Params, k: int) -> dict:
     init = checkpoint(p, 0) if p.train.init_from == "base" else checkpoint(p, k)
     return train(lay.aggregated(k) / "train.parquet", init, lay.trained(k), p.train, seed=p.seed + k,
                  aggregate_hash=json.loads(agg_stats.read_text())["hash"], base_model=checkpoint(p, 0),
-                 keep_observations=p.student.keep_observations)
+                 window=p.student.window)
 
 
 def stage_evaluate(p: Params, k: int, runner: ItemRunner | None = None) -> dict:

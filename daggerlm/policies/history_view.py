@@ -1,16 +1,20 @@
-"""What the student sees of the history: optionally only its last few observations in full.
+"""What the student sees of the history: optionally only its last few turns, or only its last few
+observations in full.
 
 Agent episodes grow with every tool output (a pytest run is hundreds of tokens), and a small
 student copies worst from far back in a long prompt. Like SWE-agent's "last N observations"
 history processor, `elide_observations` keeps every action and the last `keep` observations, and
-shortens older ones to their return code and a line count. Only the student gets this view, in
-generation and in fine-tuning alike; trajectories, labels and the teacher keep the full history.
+shortens older ones to their return code and a line count. `last_turns` goes further and keeps
+only the task and the last N turns (action and observation): the student's state is then a
+short window, so a step retried after an undo looks exactly as it did the first time, and what
+the student learned there applies again. Only the student gets this view, in generation and in
+fine-tuning alike; trajectories, labels and the teacher keep the full history.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from daggerlm.policies.base import Completion, Policy, PolicyRequest
 
@@ -36,17 +40,46 @@ def elide_observations(messages: list[dict[str, str]], keep: int | None) -> list
     return [{**m, "content": _elided(m["content"])} if i in old else m for i, m in enumerate(messages)]
 
 
-class HistoryView:
-    """A student policy that is shown `elide_observations(messages, keep)` instead of the whole history."""
+def last_turns(messages: list[dict[str, str]], keep: int | None) -> list[dict[str, str]]:
+    """The system and task messages and the last `keep` turns, each from its action on (None: all).
 
-    def __init__(self, policy: Policy, keep: int):
-        self.policy, self.keep = policy, keep
-        self.identity = f"{policy.identity}|keep_observations={keep}"
+    Nothing marks the cut, so a window looks the same however many turns came before it."""
+    if keep is None:
+        return messages
+    actions = [i for i, m in enumerate(messages) if i >= 2 and m["role"] == "assistant"]
+    return messages if len(actions) <= keep else messages[:2] + messages[actions[-keep]:]
+
+
+@dataclass(frozen=True)
+class HistoryWindow:
+    """How much of the history the student is shown (`student.keep_turns`, `student.keep_observations`)."""
+
+    turns: int | None = None
+    observations: int | None = None
+
+    def apply(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+        return elide_observations(last_turns(messages, self.turns), self.observations)
+
+    @property
+    def whole(self) -> bool:
+        return self.turns is None and self.observations is None
+
+    def __str__(self) -> str:
+        return ",".join(f"keep_{name}={n}" for name, n in (("turns", self.turns), ("observations", self.observations))
+                        if n is not None)
+
+
+class HistoryView:
+    """A student policy that is shown `window.apply(messages)` instead of the whole history."""
+
+    def __init__(self, policy: Policy, window: HistoryWindow):
+        self.policy, self.window = policy, window
+        self.identity = f"{policy.identity}|{window}"
         self.server_batched = bool(getattr(policy, "server_batched", False))
 
     def complete(self, requests: list[PolicyRequest]) -> list[Completion]:
-        return self.policy.complete([replace(r, messages=elide_observations(r.messages, self.keep)) for r in requests])
+        return self.policy.complete([replace(r, messages=self.window.apply(r.messages)) for r in requests])
 
 
-def student_view(policy: Policy, keep: int | None) -> Policy:
-    return policy if keep is None else HistoryView(policy, keep)
+def student_view(policy: Policy, window: HistoryWindow) -> Policy:
+    return policy if window.whole else HistoryView(policy, window)

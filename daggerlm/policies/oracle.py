@@ -6,7 +6,8 @@ snapshot), so any recorded state can be labeled after the fact. The procedure:
 
     worktree differs from base and from base+gold  -> run the tests if not run since the last edit,
                                                       else rewrite the fix line if only that line is
-                                                      wrong (one step to the fix), else undo the changes
+                                                      wrong (one step to the fix; not with reshow),
+                                                      else undo the changes
     tests never run (retest: since the undo)        -> run the tests
     buggy code never seen (reshow: since the undo)  -> show the buggy function
     worktree at base                                -> apply the fix
@@ -126,9 +127,10 @@ class Oracle:
     ./a.py`: a student must copy the path from the history), `all` resets the whole worktree with
     one constant command (`git reset -q --hard && git clean -fdq`: nothing to copy). With `reshow`
     it shows the buggy function again after an undo, so the fix that follows copies from the last
-    observation, as in a clean episode, not from one turns back."""
+    observation, as in a clean episode, not from one turns back; for the same reason it then undoes
+    a wrong fix line too, rather than rewriting it from the code shown before the failing run."""
 
-    version = "oracle/v5"  # v5: rewrites a wrong fix line instead of undoing it; the version keys cached labels
+    version = "oracle/v6"  # v6: with reshow, a wrong fix line is undone; the version keys cached labels
 
     def __init__(self, undo: str = "paths", reshow: bool = False, retest: bool = False) -> None:
         if undo not in UNDO_KINDS:
@@ -188,7 +190,7 @@ class Oracle:
                 return render_response("Run the tests to check the change.", test_cmd)
             # failing tests (or passing ones with a change that is not the fix: tests edited or deleted)
             at_base = snapshot.get("head") in (None, "", inst.base_commit)
-            if at_base and only_fix_line_changed(snapshot.get("diff", ""), fix):  # the shortest way to the fix
+            if not self.reshow and at_base and only_fix_line_changed(snapshot.get("diff", ""), fix):  # shortest
                 return self.fix_response(inst, fix)
             return render_response("The change did not fix the tests. Undo it.", self.revert_command(inst, snapshot))
         if diff == gold:

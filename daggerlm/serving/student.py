@@ -73,9 +73,9 @@ def load_lora_adapter(base_url: str, name: str, path: str) -> None:
 
 @contextmanager
 def open_student(student: StudentConfig, checkpoint: str) -> Iterator[Policy]:
-    """The student policy for the duration of a stage, as it sees the history (`keep_observations`)."""
+    """The student policy for the duration of a stage, as it sees the history (`keep_turns`, `keep_observations`)."""
     with _open_policy(student, checkpoint) as policy:
-        yield student_view(policy, student.keep_observations)
+        yield student_view(policy, student.window)
 
 
 @contextmanager

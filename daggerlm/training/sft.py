@@ -23,17 +23,17 @@ from daggerlm.errors import InputError
 from daggerlm.io import atomic_write_json
 from daggerlm.policies.checkpoints import CHECKPOINT_META
 from daggerlm.policies.hf import chat_ids, load_model_and_tokenizer
-from daggerlm.policies.history_view import elide_observations
+from daggerlm.policies.history_view import HistoryWindow
 from daggerlm.training.config import TrainConfig
 
 
-def load_aggregate(path: Path, keep_observations: int | None = None) -> datasets.Dataset:
-    """The aggregate's prompts as the student sees them (`student.keep_observations`)."""
+def load_aggregate(path: Path, window: HistoryWindow = HistoryWindow()) -> datasets.Dataset:
+    """The aggregate's prompts as the student sees them (`student.keep_turns`, `student.keep_observations`)."""
     if not path.is_file():
         raise InputError(f"{path}: aggregate not found")
     frame = pd.read_parquet(path, columns=["prompt", "completion"])
-    if keep_observations is not None:
-        frame["prompt"] = [elide_observations([dict(m) for m in prompt], keep_observations) for prompt in frame.prompt]
+    if not window.whole:
+        frame["prompt"] = [window.apply([dict(m) for m in prompt]) for prompt in frame.prompt]
     return datasets.Dataset.from_pandas(frame, preserve_index=False)
 
 
@@ -76,8 +76,8 @@ def precision(sft: dict, on_gpu: bool, gpu_bf16: bool) -> dict:
 
 
 def train(aggregate: str | Path, init_model: str, out_dir: str | Path, config: TrainConfig, seed: int = 0,
-          aggregate_hash: str = "", base_model: str | None = None, keep_observations: int | None = None) -> dict:
-    """Fine-tune `init_model` on `aggregate`, its prompts shown as `keep_observations` says; write the
+          aggregate_hash: str = "", base_model: str | None = None, window: HistoryWindow = HistoryWindow()) -> dict:
+    """Fine-tune `init_model` on `aggregate`, its prompts shown through the student's `window`; write the
     checkpoint to `out_dir`; return its metadata."""
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
@@ -90,7 +90,7 @@ def train(aggregate: str | Path, init_model: str, out_dir: str | Path, config: T
     shutil.rmtree(tmp, ignore_errors=True)
     on_gpu = torch.cuda.is_available()
     model, tokenizer = load_model_and_tokenizer(init_model, "cuda" if on_gpu else "cpu", trainable=True)
-    ds, dropped = _drop_too_long(load_aggregate(Path(aggregate), keep_observations), tokenizer,
+    ds, dropped = _drop_too_long(load_aggregate(Path(aggregate), window), tokenizer,
                                  config.sft.get("max_length", 1024))
     if len(ds) == 0:
         raise InputError(f"{aggregate}: no example fits train.sft.max_length={config.sft.get('max_length')}")
@@ -114,7 +114,8 @@ def train(aggregate: str | Path, init_model: str, out_dir: str | Path, config: T
     shutil.rmtree(tmp / "trainer", ignore_errors=True)
     meta = {"format": "daggerlm.checkpoint/1", "kind": config.mode, "init_model": init_model,
             "base_model": base_model or init_model, "aggregate": str(aggregate), "aggregate_hash": aggregate_hash,
-            "examples": len(ds), "dropped_too_long": dropped, "keep_observations": keep_observations,
+            "examples": len(ds), "dropped_too_long": dropped, "keep_turns": window.turns,
+            "keep_observations": window.observations,
             "seed": seed, "config": config.model_dump(),
             "precision": "bfloat16" if args.bf16 else "float16" if args.fp16 else "float32",
             "train_loss": result.training_loss, "loss_before": loss_before, "loss_after": loss_after,

@@ -63,11 +63,11 @@ def test_oracle_recovers_from_perturbed_states(oracle, n, tmp_path):
     assert resolved >= 0.99 * n, failures[:3]
 
 
-def _after_wrong_edit(inst, wrong: str, tmp_path, undo: str = "paths"):
-    """An episode whose first action is the student's `wrong` command, then the oracle's."""
+def _after_wrong_edit(inst, wrong: str, tmp_path, **oracle):
+    """An episode whose first action is the student's `wrong` command, then the oracle's (`oracle`: its options)."""
     runtime = RuntimeConfig(workdir=str(tmp_path))
     policies = {"student": ScriptedPolicy([render_response("Fix.", wrong)]),
-                "teacher": make_policy("oracle", undo=undo)}
+                "teacher": make_policy("oracle", **oracle)}
     traj = run_episode(inst, policies, lambda t: "student" if t == 0 else "teacher", runtime=runtime,
                        agent=AgentConfig(step_limit=10))
     return [t.action for t in traj.turns], traj, grade(inst, traj.patch, runtime)["resolved"]
@@ -135,6 +135,18 @@ def test_oracle_rewrites_a_wrong_fix_line_in_one_step(eval_instances, tmp_path):
     actions, traj, resolved = _after_wrong_edit(inst, wrong, tmp_path)
     assert actions[:4] == [wrong, Oracle.test_command(inst), Oracle.fix_command(inst, fix), Oracle.test_command(inst)]
     assert traj.turns[1].returncode != 0 and traj.turns[3].returncode == 0
+    assert resolved
+
+
+def test_with_reshow_the_oracle_undoes_a_wrong_fix_line_and_shows_the_code_again(eval_instances, tmp_path):
+    """With reshow every fix copies from the code just shown, never from a grep output before the
+    failing run, so the one-step rewrite gives way to undo, show, fix."""
+    inst = eval_instances[0]
+    fix = gold_fix(inst.patch)
+    wrong = f"sed -i '{fix.line}c\\{fix.new} + 1' ./{fix.file}"
+    actions, _, resolved = _after_wrong_edit(inst, wrong, tmp_path, undo="all", reshow=True)
+    assert actions[:5] == [wrong, Oracle.test_command(inst), "git reset -q --hard && git clean -fdq",
+                           Oracle.locate_command(fix), Oracle.fix_command(inst, fix)]
     assert resolved
 
 

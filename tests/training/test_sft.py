@@ -15,7 +15,7 @@ from daggerlm.instances.synthetic import generate
 from daggerlm.policies import PolicyRequest, make_policy
 from daggerlm.policies.sampling import Sampling
 from daggerlm.training.config import TrainConfig
-from daggerlm.policies.history_view import elide_observations
+from daggerlm.policies.history_view import HistoryWindow
 from daggerlm.training.sft import load_aggregate, precision, train
 
 SFT = {"num_train_epochs": 50, "learning_rate": 0.003, "per_device_train_batch_size": 8, "max_length": 2048,
@@ -73,8 +73,8 @@ def test_lora_adapter_trains_and_loads(aggregate, tiny_model_dir, tmp_path):
     path, _ = aggregate
     cfg = TrainConfig(mode="lora", sft={**SFT, "num_train_epochs": 3},
                       lora={"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": "all-linear"})
-    meta = train(path, str(tiny_model_dir), tmp_path / "lora", cfg, keep_observations=1)
-    assert meta["keep_observations"] == 1
+    meta = train(path, str(tiny_model_dir), tmp_path / "lora", cfg, window=HistoryWindow(turns=2, observations=1))
+    assert (meta["keep_turns"], meta["keep_observations"]) == (2, 1)
     assert (tmp_path / "lora" / "adapter_config.json").is_file()
     assert not (tmp_path / "lora" / "model.safetensors").exists()
     assert meta["loss_after"] < meta["loss_before"]
@@ -83,13 +83,15 @@ def test_lora_adapter_trains_and_loads(aggregate, tiny_model_dir, tmp_path):
 
 
 def test_the_student_trains_on_prompts_as_it_sees_them(aggregate):
-    """With `keep_observations`, old tool outputs are shortened in training as they are in generation."""
+    """Through a window, old turns are cut and old tool outputs shortened in training as in generation."""
     path, rows = aggregate
-    full, shown = load_aggregate(path), load_aggregate(path, keep_observations=1)
-    assert full["completion"] == shown["completion"]
+    full = load_aggregate(path)
     assert full["prompt"] == [r["prompt"] for r in rows]
-    assert shown["prompt"] == [elide_observations(r["prompt"], 1) for r in rows]
-    assert any(s != f for s, f in zip(shown["prompt"], full["prompt"]))
+    for window in (HistoryWindow(observations=1), HistoryWindow(turns=1)):
+        shown = load_aggregate(path, window)
+        assert full["completion"] == shown["completion"]
+        assert shown["prompt"] == [window.apply(r["prompt"]) for r in rows]
+        assert any(s != f for s, f in zip(shown["prompt"], full["prompt"]))
 
 
 def test_bad_training_input(aggregate, tiny_model_dir, tmp_path):
