@@ -1,6 +1,7 @@
 """When a student tries the fix again from a clean worktree (after an undo, or after an edit
-that changed nothing), does the retry differ from the attempt that failed? A student that decides the same way at the same state repeats its
-mistake, and then no recovery the teacher teaches can end in a resolve.
+that changed nothing), does the retry differ from the attempt that failed? A student that decides
+the same way at the same state repeats its mistake, and then no recovery the teacher teaches can
+end in a resolve.
 
 Reads finished science runs (their eval episodes); runs nothing.
 
