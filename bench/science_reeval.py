@@ -1,6 +1,9 @@
 """Evaluate a science run's final students again under other settings (a higher sampling
 temperature, say), training nothing: does a retried fix after an undo succeed once the student's
-choices vary more from try to try?
+choices vary more from try to try? With `--slip-first-edit` every episode's first edit slips (the
+edit runs, then a line that breaks the module is appended to the file): the tests fail on a
+change that is not the fix, whether the student's own fix was right or not. That is the setback
+DAgger's recovery labels teach, without the student's own systematic mistake behind it.
 
 Each student is evaluated as it was trained to see the history (its checkpoint records the view),
 on the run's own eval split; episodes are written in the run's layout, so `science_retries.py`
@@ -8,6 +11,8 @@ reads them too.
 
     .venv/bin/python bench/science_reeval.py bench/results/science-12ep-turns2/work/runs-733f70c2f5 \\
         --set student.sampling.temperature=1.0 --out bench/results/science-12ep-turns2/work/temperature-1.0
+    .venv/bin/python bench/science_reeval.py bench/results/science-12ep-turns2/work/runs-733f70c2f5 \\
+        --slip-first-edit --out bench/results/science-12ep-turns2/work/slip
 """
 
 from __future__ import annotations
@@ -16,22 +21,48 @@ import argparse
 import json
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 from statistics import mean, pstdev
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.science import SANDBOXES  # noqa: E402
+from daggerlm.agent.format import EDIT_COMMAND, extract_action, render_response, turns_of  # noqa: E402
 from daggerlm.config import load_params  # noqa: E402
 from daggerlm.dagger import stages  # noqa: E402
 from daggerlm.dagger.stages import Layout  # noqa: E402
 from daggerlm.evaluation import evaluate  # noqa: E402
 from daggerlm.instances import load_instances  # noqa: E402
 from daggerlm.io import atomic_write_json  # noqa: E402
+from daggerlm.policies.base import Completion, Policy, PolicyRequest  # noqa: E402
 from daggerlm.policies.checkpoints import CHECKPOINT_META  # noqa: E402
 
+SLIP = "echo 'raise RuntimeError(\"slip\")' >>"
 
-def reevaluate(run: Path, out: Path, iteration: int, overrides: dict) -> dict:
+
+class SlipFirstEdit:
+    """A policy whose first edit of an episode slips: a line that breaks the module is appended to
+    the file the edit names. Decided from the history alone, so concurrent episodes share nothing."""
+
+    def __init__(self, policy: Policy):
+        self.policy = policy
+        self.identity = f"{policy.identity}|slip-first-edit"
+        self.server_batched = bool(getattr(policy, "server_batched", False))
+
+    def complete(self, requests: list[PolicyRequest]) -> list[Completion]:
+        return [self._slip(r, c) for r, c in zip(requests, self.policy.complete(requests))]
+
+    @staticmethod
+    def _slip(request: PolicyRequest, completion: Completion) -> Completion:
+        action = extract_action(completion.text)
+        if not action or not EDIT_COMMAND.search(action) or any(EDIT_COMMAND.search(a) for a, _ in
+                                                                turns_of(request.messages)):
+            return completion
+        return replace(completion, text=render_response("Fix the bug.", f"{action} && {SLIP} {action.split()[-1]}"))
+
+
+def reevaluate(run: Path, out: Path, iteration: int, overrides: dict, slip: bool = False) -> dict:
     """The metrics of run's student of iteration `iteration` (trained in it), evaluated again into `out`."""
     model = Layout(run).trained(iteration)
     meta = json.loads((model / CHECKPOINT_META).read_text())
@@ -45,6 +76,7 @@ def reevaluate(run: Path, out: Path, iteration: int, overrides: dict) -> dict:
     Layout(out).instances("eval").parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(eval_split, Layout(out).instances("eval"))
     with stages.evaluation_policy(p, 0) as (policy, name):
+        policy = SlipFirstEdit(policy) if slip else policy
         return evaluate(instances, policy, Layout(out).eval(iteration), runtime=p.runtime, agent=p.agent,
                         concurrency=len(instances), model_name=name, seed=p.seed)
 
@@ -58,11 +90,13 @@ def main() -> None:
     ap.add_argument("--arms", nargs="+", default=["bc", "dagger-exp"])
     ap.add_argument("--iteration", type=int, default=2, help="the last iteration of the runs")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a param for the evaluation")
+    ap.add_argument("--slip-first-edit", action="store_true", help="every episode's first edit breaks the module")
     a = ap.parse_args()
     overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in a.set)}
-    summary = {"overrides": overrides, "arms": {}}
+    summary = {"overrides": overrides, "slip_first_edit": a.slip_first_edit, "arms": {}}
     for arm in a.arms:
-        metrics = {run.parent.name: reevaluate(run, a.out / run.parent.name / arm, a.iteration, overrides)
+        metrics = {run.parent.name: reevaluate(run, a.out / run.parent.name / arm, a.iteration, overrides,
+                                                     a.slip_first_edit)
                    for run in sorted(a.runs.glob(f"seed_*/{arm}"))}
         rates = [m["resolve_rate"] for m in metrics.values()]
         summary["arms"][arm] = {"resolve_per_seed": rates, "resolve_mean": mean(rates), "resolve_std": pstdev(rates),
