@@ -36,7 +36,7 @@ import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from statistics import mean, pstdev
 
@@ -45,7 +45,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.sft_precision import cpu_model_and_flags  # noqa: E402
-from daggerlm.agent.format import extract_action  # noqa: E402
+from daggerlm.agent.format import EDIT_COMMAND, extract_action, render_response, turns_of  # noqa: E402
 from daggerlm.agent.trajectory import Trajectory  # noqa: E402
 from daggerlm.config import Params, load_params  # noqa: E402
 from daggerlm.dagger import stages  # noqa: E402
@@ -53,6 +53,7 @@ from daggerlm.dagger.rollout import read_trajectories  # noqa: E402
 from daggerlm.evaluation.agreement import actions_by_state, agreement_by_state, state_kind  # noqa: E402
 from daggerlm.evaluation.recovery import states_after_setback  # noqa: E402
 from daggerlm.policies import PolicyRequest, make_policy  # noqa: E402
+from daggerlm.policies.base import Completion, Policy  # noqa: E402
 from daggerlm.policies.history_view import student_view  # noqa: E402
 from daggerlm.policies.oracle import Oracle  # noqa: E402
 from daggerlm.policies.sampling import Sampling  # noqa: E402
@@ -71,6 +72,30 @@ SANDBOXES = Path(tempfile.gettempdir()) / "daggerlm-science"
 """Episode worktrees live outside this repository: under it, the agents' pytest would find the
 project's own pytest config above the task's repository, and every observation would carry its
 warnings."""
+
+
+SLIP = "echo 'raise RuntimeError(\"slip\")' >>"
+
+
+class SlipFirstEdit:
+    """A policy whose first edit of an episode slips: a line that breaks the module is appended to
+    the file the edit names. Decided from the history alone, so concurrent episodes share nothing."""
+
+    def __init__(self, policy: Policy):
+        self.policy = policy
+        self.identity = f"{policy.identity}|slip-first-edit"
+        self.server_batched = bool(getattr(policy, "server_batched", False))
+
+    def complete(self, requests: list[PolicyRequest]) -> list[Completion]:
+        return [self._slip(r, c) for r, c in zip(requests, self.policy.complete(requests))]
+
+    @staticmethod
+    def _slip(request: PolicyRequest, completion: Completion) -> Completion:
+        action = extract_action(completion.text)
+        if not action or not EDIT_COMMAND.search(action) or any(EDIT_COMMAND.search(a) for a, _ in
+                                                                turns_of(request.messages)):
+            return completion
+        return replace(completion, text=render_response("Fix the bug.", f"{action} && {SLIP} {action.split()[-1]}"))
 
 
 @dataclass(frozen=True)
@@ -97,6 +122,15 @@ SETTINGS = {
     "quick": Setting(iterations=2, episodes=6, labels=24, eval_n=6, epochs=2, learning_rate=2e-4,
                      seeds=(0, 1, 2), pretrain_steps=100, corpus_episodes=16),
 }
+
+
+PRESETS = {
+    "recovery": {"teacher.oracle_undo": "all", "teacher.oracle_reshow": True, "teacher.oracle_retest": True,
+                 "student.keep_turns": 2, "train.sft.num_train_epochs": 12},
+}
+"""Overrides that make up a named variant. `recovery`: a teacher whose recovery a tiny student can
+copy (undo everything, rerun the tests, show the code again), a student that sees its last two
+turns, and fine-tuning long enough to fit the rare recovery labels (README, "Science check")."""
 
 
 def _digest(obj: object) -> str:
@@ -142,9 +176,10 @@ def recovery_labels(p: Params, k: int) -> int:
     return sum((int(r.iteration), r.instance_id, int(r.turn)) in after for r in rows.itertuples())
 
 
-def eval_episodes(lay: stages.Layout, k: int) -> tuple[list[Trajectory], dict]:
-    """The eval episodes of the student of iteration k in a run's data dir, and the eval instances by id."""
-    results = ResultStore(lay.eval(k) / "results").values()
+def eval_episodes(lay: stages.Layout, k: int, eval_dir: Path | None = None) -> tuple[list[Trajectory], dict]:
+    """The eval episodes of the student of iteration k in a run's data dir (or in `eval_dir`), and the
+    eval instances by id."""
+    results = ResultStore((eval_dir or lay.eval(k)) / "results").values()
     return ([Trajectory.model_validate(r["trajectory"]) for r in results],
             {i.instance_id: i for i in load_instances(lay.instances("eval"))})
 
@@ -205,6 +240,22 @@ def iteration_result(p: Params, k: int) -> dict:
             "format_error_rate": metrics["format_error_rate"], "n_eval": metrics["n_instances"]}
 
 
+def evaluate_slipped(p: Params, k: int) -> dict:
+    """The student trained in iteration k on the eval split with every episode's first edit slipped:
+    a setback, and states off the teacher's distribution, that the student's own mistakes did not
+    cause. Kept beside the run's own eval (`eval_slipped/iter_k`); a finished one is read back."""
+    from daggerlm.evaluation import evaluate
+
+    out = Path(p.data) / "eval_slipped" / f"iter_{k}"
+    if not (out / "metrics.json").is_file():
+        with stages.evaluation_policy(p, k + 1) as (policy, name):
+            evaluate(stages.load_split(p, "eval"), SlipFirstEdit(policy), out, runtime=p.runtime, agent=p.agent,
+                     concurrency=p.evaluation.concurrency, model_name=name, seed=p.seed)
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {**{key: metrics[key] for key in ("resolve_rate", "setbacks", "recovered", "recovery_rate")},
+            "actions": actions_by_state(*eval_episodes(stages.layout(p), k, out))}
+
+
 def run_iteration(p: Params, k: int) -> None:
     for stage in (stages.stage_rollout, stages.stage_label, stages.stage_aggregate, stages.stage_train,
                   stages.stage_evaluate):
@@ -240,7 +291,7 @@ def arm_run(job: tuple) -> dict:
     return {"seed": seed, "arm": arm, "beta_schedule": ARMS[arm],
             "iterations": [{**iteration_result(p, k), "train_fit": train_fit(p, k) if k == s.iterations - 1 else {}}
                            for k in range(s.iterations)],
-            "wall_s": json.loads(done.read_text())["wall_s"]}
+            "slipped": evaluate_slipped(p, s.iterations - 1), "wall_s": json.loads(done.read_text())["wall_s"]}
 
 
 def _limit_threads(threads: int) -> None:
@@ -281,8 +332,19 @@ def summarize(runs: list[dict]) -> dict:
                 "actions": _pooled(rows, "actions"),
                 "train_steps": [row["train_steps"] for row in rows],
                 "format_error_rate": mean(row["format_error_rate"] for row in rows)})
+        if all("slipped" in r for r in mine):
+            per_iteration[-1]["slipped"] = summarize_slipped([r["slipped"] for r in mine])
         out[arm] = per_iteration
     return out
+
+
+def summarize_slipped(rows: list[dict]) -> dict:
+    """The final students' evaluation with the first edit slipped, over seeds (recovery pooled)."""
+    rates = [row["resolve_rate"] for row in rows]
+    setbacks, recovered = sum(row["setbacks"] for row in rows), sum(row["recovered"] for row in rows)
+    return {"resolve_mean": mean(rates), "resolve_std": pstdev(rates), "resolve_per_seed": rates,
+            "setbacks": setbacks, "recovered": recovered, "recovery_rate": recovered / setbacks if setbacks else None,
+            "actions": _pooled(rows, "actions")}
 
 
 def verdict(summary: dict) -> dict:
@@ -298,6 +360,12 @@ def verdict(summary: dict) -> dict:
         spread = max(final["resolve_std"], bc["resolve_std"])
         out[arm] = {"minus_bc": final["resolve_mean"] - bc["resolve_mean"], "seed_spread": spread,
                     "beats_bc_beyond_spread": final["resolve_mean"] - bc["resolve_mean"] > spread}
+        if "slipped" in final and "slipped" in bc:
+            mine, theirs = final["slipped"], bc["slipped"]
+            spread = max(mine["resolve_std"], theirs["resolve_std"])
+            out[arm] |= {"slipped_minus_bc": mine["resolve_mean"] - theirs["resolve_mean"],
+                         "slipped_seed_spread": spread,
+                         "slipped_beats_bc_beyond_spread": mine["resolve_mean"] - theirs["resolve_mean"] > spread}
     return out
 
 
@@ -322,6 +390,7 @@ def markdown(summary: dict, setting: Setting) -> str:
                      f"{f['labels_total'][0]} ({share:.0%}) | {' / '.join(map(str, corrections))} | "
                      f"{' / '.join(map(str, f['recovery_labels']))} | "
                      f"{f['train_steps'][0]} |")
+    lines += slipped_table(summary)
     lines += by_state_table(summary, "agreement", "Actions equal to the oracle's in the final eval episodes "
                             "(all seeds), by state (previous step, worktree):")
     lines += by_state_table(summary, "train_fit", "Training labels the final students reproduce, decoding "
@@ -333,6 +402,24 @@ def markdown(summary: dict, setting: Setting) -> str:
 SETBACK_STATE = "tests failed, another change"
 """Where recovery starts: the tests failed on a change that is not the fix (the oracle undoes it,
 or rewrites the fix line when only that line is wrong)."""
+
+
+def slipped_table(summary: dict) -> list[str]:
+    arms = [arm for arm, its in summary.items() if "slipped" in its[-1]]
+    if not arms:
+        return []
+    lines = ["", "The final students again, with every episode's first edit slipped (`raise RuntimeError` appended "
+             "to the file it edits): a setback the student did not cause, on states the teacher never visits.", "",
+             f"| arm | resolve rate (mean ± std) | per seed | recovery after a failing test run | "
+             f"undo at \"{SETBACK_STATE}\" |", "|---" * 5 + "|"]
+    for arm in arms:
+        f = summary[arm][-1]["slipped"]
+        acts = f["actions"].get(SETBACK_STATE, {})
+        lines.append(f"| {arm} | {_pct(f['resolve_mean'])} ± {_pct(f['resolve_std'])} | "
+                     f"{' / '.join(_pct(x) for x in f['resolve_per_seed'])} | "
+                     f"{_pct(f['recovery_rate'])} ({f['recovered']}/{f['setbacks']}) | "
+                     f"{acts.get('undo', 0)}/{sum(acts.values())} |")
+    return lines
 
 
 def actions_table(summary: dict, state: str) -> list[str]:
@@ -366,7 +453,10 @@ def plot(summary: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    slipped = {arm: its[-1]["slipped"] for arm, its in summary.items() if "slipped" in its[-1]}
+    fig, axes = plt.subplots(1, 2 if slipped else 1, figsize=(10 if slipped else 6, 4), squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 2] if slipped else [1]})
+    ax = axes[0][0]
     for arm, its in summary.items():
         ks = [it["iteration"] for it in its]
         line, = ax.plot(ks, [it["resolve_mean"] for it in its], marker="o", label=arm)
@@ -378,6 +468,17 @@ def plot(summary: dict, path: Path) -> None:
     ax.set_ylim(0, 1)
     ax.set_title("DAgger vs BC at equal label budget (mean, seed range)")
     ax.legend()
+    if slipped:
+        bars = axes[0][1]
+        for x, (arm, f) in enumerate(slipped.items()):
+            plain = summary[arm][-1]
+            for dx, row, hatch in ((-0.2, plain, None), (0.2, f, "//")):
+                low, high = min(row["resolve_per_seed"]), max(row["resolve_per_seed"])
+                bars.bar(x + dx, row["resolve_mean"], 0.4, color=f"C{x}", alpha=0.6, hatch=hatch,
+                         yerr=[[row["resolve_mean"] - low], [high - row["resolve_mean"]]], capsize=3)
+        bars.set_xticks(range(len(slipped)), list(slipped), rotation=20)
+        bars.set_ylim(0, 1)
+        bars.set_title("final students: plain | first edit slipped (//)")
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=120)
@@ -394,19 +495,22 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="runs in parallel (torch threads split between them)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a pipeline param for every arm (YAML value)")
-    ap.add_argument("--out", type=Path, help="default: bench/results/science (--quick: science-quick)")
+    ap.add_argument("--preset", choices=list(PRESETS), help="a named set of overrides (--set still applies)")
+    ap.add_argument("--out", type=Path, help="default: bench/results/science[-quick][-PRESET]")
     a = ap.parse_args()
     import yaml
 
     s = SETTINGS["quick" if a.quick else "default"]
-    a.out = a.out or Path("bench/results/science-quick" if a.quick else "bench/results/science")
+    a.out = a.out or Path("bench/results/" + "-".join(["science"] + ["quick"] * a.quick + [a.preset] * bool(a.preset)))
     s = Setting(**{**asdict(s), "seeds": tuple(a.seeds or s.seeds), "iterations": a.iterations or s.iterations})
-    extra = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in a.set)}
+    extra = {**PRESETS.get(a.preset, {}), **{k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in a.set)}}
     root = (a.out / "work").resolve()
     SANDBOXES.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     resummarized = all((seed_dir(s, seed, root, extra) / f"{name}.json").is_file()
-                       for seed in s.seeds for name in ("start", *a.arms))
+                       for seed in s.seeds for name in ("start", *a.arms)) and all(
+        (seed_dir(s, seed, root, extra) / arm / "eval_slipped" / f"iter_{s.iterations - 1}" / "metrics.json").is_file()
+        for seed in s.seeds for arm in a.arms)
     base = Path(arm_params(s, s.seeds[0], "bc", root, extra).student.model)
     pretrained = (base / "pretrain.json").is_file()
     if not (base / "daggerlm_checkpoint.json").is_file() or pretrained != bool(s.pretrain_steps):
@@ -424,7 +528,8 @@ def main() -> None:
             print(f"{run['arm']} seed {run['seed']}: resolve {final['resolve_rate']:.3f}, recovered "
                   f"{final['recovered']}/{final['setbacks']} ({run['wall_s']:.0f} s)", flush=True)
     summary = summarize(runs)
-    report = {"bench": "science", "setting": "quick" if a.quick else "default", **asdict(s), "arms": a.arms,
+    report = {"bench": "science", "setting": "quick" if a.quick else "default", "preset": a.preset, **asdict(s),
+              "arms": a.arms,
               "overrides": extra, "machine": platform.platform(), "cpu": cpu_model_and_flags(),
               "cpus": os.cpu_count(), "jobs": a.jobs, "wall_s": round(time.monotonic() - start, 1),
               "summary": summary, "verdict": verdict(summary), "runs": runs}

@@ -9,10 +9,10 @@ Each student is evaluated as it was trained to see the history (its checkpoint r
 on the run's own eval split; episodes are written in the run's layout, so `science_retries.py`
 reads them too.
 
-    .venv/bin/python bench/science_reeval.py bench/results/science-12ep-turns2/work/runs-733f70c2f5 \\
-        --set student.sampling.temperature=1.0 --out bench/results/science-12ep-turns2/work/temperature-1.0
-    .venv/bin/python bench/science_reeval.py bench/results/science-12ep-turns2/work/runs-733f70c2f5 \\
-        --slip-first-edit --out bench/results/science-12ep-turns2/work/slip
+    .venv/bin/python bench/science_reeval.py bench/results/science-recovery/work/runs-733f70c2f5 \\
+        --set student.sampling.temperature=1.0 --out bench/results/science-recovery/work/temperature-1.0
+    .venv/bin/python bench/science_reeval.py bench/results/science-recovery/work/runs-733f70c2f5 \\
+        --slip-first-edit --out bench/results/science-recovery/work/slip
 """
 
 from __future__ import annotations
@@ -21,46 +21,19 @@ import argparse
 import json
 import shutil
 import sys
-from dataclasses import replace
 from pathlib import Path
 from statistics import mean, pstdev
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.science import SANDBOXES  # noqa: E402
-from daggerlm.agent.format import EDIT_COMMAND, extract_action, render_response, turns_of  # noqa: E402
+from bench.science import SANDBOXES, SlipFirstEdit  # noqa: E402
 from daggerlm.config import load_params  # noqa: E402
 from daggerlm.dagger import stages  # noqa: E402
 from daggerlm.dagger.stages import Layout  # noqa: E402
 from daggerlm.evaluation import evaluate  # noqa: E402
 from daggerlm.instances import load_instances  # noqa: E402
 from daggerlm.io import atomic_write_json  # noqa: E402
-from daggerlm.policies.base import Completion, Policy, PolicyRequest  # noqa: E402
 from daggerlm.policies.checkpoints import CHECKPOINT_META  # noqa: E402
-
-SLIP = "echo 'raise RuntimeError(\"slip\")' >>"
-
-
-class SlipFirstEdit:
-    """A policy whose first edit of an episode slips: a line that breaks the module is appended to
-    the file the edit names. Decided from the history alone, so concurrent episodes share nothing."""
-
-    def __init__(self, policy: Policy):
-        self.policy = policy
-        self.identity = f"{policy.identity}|slip-first-edit"
-        self.server_batched = bool(getattr(policy, "server_batched", False))
-
-    def complete(self, requests: list[PolicyRequest]) -> list[Completion]:
-        return [self._slip(r, c) for r, c in zip(requests, self.policy.complete(requests))]
-
-    @staticmethod
-    def _slip(request: PolicyRequest, completion: Completion) -> Completion:
-        action = extract_action(completion.text)
-        if not action or not EDIT_COMMAND.search(action) or any(EDIT_COMMAND.search(a) for a, _ in
-                                                                turns_of(request.messages)):
-            return completion
-        return replace(completion, text=render_response("Fix the bug.", f"{action} && {SLIP} {action.split()[-1]}"))
-
 
 def reevaluate(run: Path, out: Path, iteration: int, overrides: dict, slip: bool = False) -> dict:
     """The metrics of run's student of iteration `iteration` (trained in it), evaluated again into `out`."""

@@ -5,8 +5,8 @@ end in a resolve.
 
 Reads finished science runs (their eval episodes); runs nothing.
 
-    .venv/bin/python bench/science_retries.py bench/results/science-12ep-turns2/work/runs-733f70c2f5 \\
-        --arms bc dagger-exp > bench/results/science-12ep-turns2/retries.json
+    .venv/bin/python bench/science_retries.py bench/results/science-recovery/work/runs-733f70c2f5 \\
+        --arms bc dagger-exp > bench/results/science-recovery/retries.json
 """
 
 from __future__ import annotations

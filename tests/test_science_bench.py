@@ -3,8 +3,14 @@
 import importlib.util
 import sys
 
+from daggerlm.agent.format import render_response
+from daggerlm.agent.scaffold import run_episode
+from daggerlm.config import AgentConfig
+from daggerlm.evaluation import grade
+from daggerlm.policies.oracle import Oracle, gold_fix
 from daggerlm.training.config import TinyModelConfig
 from tests.conftest import REPO
+from tests.helpers import ScriptedPolicy
 
 spec = importlib.util.spec_from_file_location("science", REPO / "bench" / "science.py")
 science = sys.modules["science"] = importlib.util.module_from_spec(spec)
@@ -47,6 +53,31 @@ def test_summary_verdict_table_and_plot(tmp_path):
     assert (tmp_path / "science.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_the_slipped_evaluation_is_summarized_judged_and_tabled(tmp_path):
+    def slipped(run, rate, setbacks, recovered, undo):
+        acts = {"tests failed, another change": {"undo": undo, "edit": setbacks - undo}}
+        return {**run, "slipped": {"resolve_rate": rate, "setbacks": setbacks, "recovered": recovered,
+                                   "recovery_rate": recovered / setbacks, "actions": acts}}
+
+    runs = [slipped(_run("bc", 0, [0.2, 0.5], [4, 4], [0, 1]), 0.0, 5, 0, 0),
+            slipped(_run("bc", 1, [0.2, 0.5], [2, 4], [0, 0]), 0.1, 5, 1, 0),
+            slipped(_run("dagger-exp", 0, [0.2, 0.5], [4, 5], [0, 3]), 0.4, 6, 3, 4),
+            slipped(_run("dagger-exp", 1, [0.2, 0.5], [2, 3], [0, 2]), 0.2, 4, 1, 2)]
+    summary = science.summarize(runs)
+    assert summary["dagger-exp"][-1]["slipped"]["recovered"] == 4 and summary["bc"][-1]["slipped"]["setbacks"] == 10
+    verdict = science.verdict(summary)["dagger-exp"]
+    assert not verdict["beats_bc_beyond_spread"]  # equal without the slip
+    assert abs(verdict["slipped_minus_bc"] - 0.25) < 1e-9 and abs(verdict["slipped_seed_spread"] - 0.1) < 1e-9
+    assert verdict["slipped_beats_bc_beyond_spread"]
+    table = science.markdown(summary, science.SETTINGS["quick"]).split("first edit slipped")[1]
+    assert "| bc | 5% ± 5% | 0% / 10% | 10% (1/10) | 0/10 |" in table
+    assert "| dagger-exp | 30% ± 10% | 40% / 20% | 40% (4/10) | 6/10 |" in table
+    unslipped = science.summarize([{k: v for k, v in r.items() if k != "slipped"} for r in runs[:3]] + runs[3:])
+    assert "slipped" not in unslipped["dagger-exp"][-1]  # only where every seed has it
+    science.plot(summary, tmp_path / "science.png")
+    assert (tmp_path / "science.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_bases_are_keyed_by_the_resolved_student_config(tmp_path):
     """A base pretrained under other student settings (an override, or a changed default) is never reused."""
     s, window = science.SETTINGS["quick"], TinyModelConfig().pretrain_seq_len
@@ -54,3 +85,38 @@ def test_bases_are_keyed_by_the_resolved_student_config(tmp_path):
     assert base == science.base_dir(s, tmp_path, {"dagger.concurrency": 2})  # not a student setting
     assert base == science.base_dir(s, tmp_path, {"student.tiny.pretrain_seq_len": window})  # the default, spelled out
     assert base != science.base_dir(s, tmp_path, {"student.tiny.pretrain_seq_len": window * 2})
+
+
+def test_the_slipped_evaluation_runs_real_episodes_once(tmp_path, monkeypatch):
+    """With the oracle as the evaluated policy every first edit slips, every episode meets a setback,
+    and the oracle's recovery (undo, retest, show the code, fix again) resolves them all."""
+    from daggerlm.config import load_params
+    from daggerlm.dagger import stages
+    from daggerlm.instances import write_instances
+    from daggerlm.instances.synthetic import generate
+
+    (tmp_path / "sandboxes").mkdir()
+    p = load_params(None, {"data": str(tmp_path / "run"), "evaluation.policy": "oracle", "evaluation.concurrency": 3,
+                           "teacher.oracle_undo": "all", "teacher.oracle_reshow": True,
+                           "teacher.oracle_retest": True, "runtime.workdir": str(tmp_path / "sandboxes")})
+    write_instances(stages.layout(p).instances("eval"), generate(3, "eval", seed=5))
+    slipped = science.evaluate_slipped(p, 2)
+    assert (slipped["resolve_rate"], slipped["setbacks"], slipped["recovered"]) == (1.0, 3, 3)
+    assert slipped["actions"][science.SETBACK_STATE] == {"undo": 3}
+    monkeypatch.setattr(stages, "evaluation_policy", None)  # a finished evaluation is read back, not run again
+    assert science.evaluate_slipped(p, 2) == slipped
+
+
+def test_the_first_edit_slips_and_the_fix_after_an_undo_does_not(eval_instances, runtime):
+    """The slip breaks the module the first edit names, so the tests fail even after the right fix;
+    undone and fixed again, the episode resolves."""
+    inst = eval_instances[0]
+    fix, test = Oracle.fix_command(inst, gold_fix(inst.patch)), Oracle.test_command(inst)
+    script = [fix, test, "git reset -q --hard && git clean -fdq", fix, test]
+    student = science.SlipFirstEdit(ScriptedPolicy([render_response("Go.", a) for a in script]))
+    episode = run_episode(inst, {"student": student}, lambda t: "student", runtime=runtime,
+                          agent=AgentConfig(step_limit=len(script)))
+    turns = episode.turns
+    assert turns[0].action == f"{fix} && {science.SLIP} ./{gold_fix(inst.patch).file}" and turns[3].action == fix
+    assert turns[1].returncode != 0 and turns[4].returncode == 0
+    assert grade(inst, episode.patch, runtime)["resolved"]
