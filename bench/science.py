@@ -13,10 +13,13 @@ as many teacher labels, for as many steps. Iteration 0 (β = 1 in every arm) run
 is shared. After every iteration the student is evaluated on the held-out eval split: resolve rate,
 recovery (eval episodes with a failing test run on a modified worktree that still resolved),
 agreement with the oracle by kind of state (does the student take the action its labels teach?), and
-what kind of action the students take where recovery starts (undo, edit again, submit, ...).
+what kind of action the students take where recovery starts (undo, edit again, submit, ...). The
+final students are evaluated once more with every episode's first edit slipped (`SlipFirstEdit`):
+covariate shift, a setback off the teacher's states, that the student's own mistakes did not cause.
 
-    .venv/bin/python bench/science.py            # default setting (< 60 min on 2 CPU cores)
-    .venv/bin/python bench/science.py --quick    # < 10 min
+    .venv/bin/python bench/science.py                    # default setting
+    .venv/bin/python bench/science.py --quick            # < 10 min
+    .venv/bin/python bench/science.py --preset recovery  # the teacher and student view recovery needs
 
 Writes `science.json` (every number), `science.png` (resolve rate per iteration, mean and seed
 range per arm) and `science.md` (the tables) to --out. An interrupted run resumes: finished
@@ -478,7 +481,7 @@ def plot(summary: dict, path: Path) -> None:
                          yerr=[[row["resolve_mean"] - low], [high - row["resolve_mean"]]], capsize=3)
         bars.set_xticks(range(len(slipped)), list(slipped), rotation=20)
         bars.set_ylim(0, 1)
-        bars.set_title("final students: plain | first edit slipped (//)")
+        bars.set_title("final students: plain, first edit slipped (hatched)")
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=120)
