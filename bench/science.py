@@ -259,10 +259,27 @@ def evaluate_slipped(p: Params, k: int) -> dict:
             "actions": actions_by_state(*eval_episodes(stages.layout(p), k, out))}
 
 
+def timed(p: Params, key: str, work):
+    """`work()`, its seconds kept under `key` in the run's `seconds.json` the first time it finishes (a
+    resumed stage, or a finished one read back, keeps the first time), so the report shows where time goes."""
+    start = time.monotonic()
+    result = work()
+    path = Path(p.data) / "seconds.json"
+    seconds = json.loads(path.read_text()) if path.is_file() else {}
+    if key not in seconds:
+        atomic_write_json(path, {**seconds, key: round(time.monotonic() - start, 1)})
+    return result
+
+
+def stage_seconds(p: Params) -> dict:
+    path = Path(p.data) / "seconds.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def run_iteration(p: Params, k: int) -> None:
     for stage in (stages.stage_rollout, stages.stage_label, stages.stage_aggregate, stages.stage_train,
                   stages.stage_evaluate):
-        stage(p, k)
+        timed(p, f"{stage.__name__.removeprefix('stage_')}_{k}", lambda: stage(p, k))  # noqa: B023
 
 
 def shared_start(job: tuple) -> dict:
@@ -291,10 +308,22 @@ def arm_run(job: tuple) -> dict:
             run_iteration(p, k)
         atomic_write_json(done, {"wall_s": round(time.monotonic() - start, 1)})
     # the numbers always come from the run's own files, so a new measure applies to finished runs too
-    return {"seed": seed, "arm": arm, "beta_schedule": ARMS[arm],
-            "iterations": [{**iteration_result(p, k), "train_fit": train_fit(p, k) if k == s.iterations - 1 else {}}
-                           for k in range(s.iterations)],
-            "slipped": evaluate_slipped(p, s.iterations - 1), "wall_s": json.loads(done.read_text())["wall_s"]}
+    last = s.iterations - 1
+    iterations = [iteration_result(p, k) for k in range(s.iterations)]
+    iterations[last]["train_fit"] = timed(p, "train_fit", lambda: train_fit(p, last))
+    slipped = timed(p, f"eval_slipped_{last}", lambda: evaluate_slipped(p, last))
+    return {"seed": seed, "arm": arm, "beta_schedule": ARMS[arm], "iterations": iterations, "slipped": slipped,
+            "wall_s": json.loads(done.read_text())["wall_s"], "seconds": stage_seconds(p)}
+
+
+def mean_seconds(runs: list[dict]) -> dict:
+    """Per arm, the mean seconds of each stage over seeds (iteration 0's are the seed's shared start)."""
+    out = {}
+    for arm in dict.fromkeys(r["arm"] for r in runs):
+        mine = [r.get("seconds", {}) for r in runs if r["arm"] == arm]
+        keys = dict.fromkeys(key for seconds in mine for key in seconds)
+        out[arm] = {key: round(mean(s[key] for s in mine if key in s), 1) for key in keys}
+    return out
 
 
 def _limit_threads(threads: int) -> None:
@@ -535,7 +564,7 @@ def main() -> None:
               "arms": a.arms,
               "overrides": extra, "machine": platform.platform(), "cpu": cpu_model_and_flags(),
               "cpus": os.cpu_count(), "jobs": a.jobs, "wall_s": round(time.monotonic() - start, 1),
-              "summary": summary, "verdict": verdict(summary), "runs": runs}
+              "summary": summary, "verdict": verdict(summary), "seconds": mean_seconds(runs), "runs": runs}
     previous = json.loads((a.out / "science.json").read_text()) if (a.out / "science.json").is_file() else {}
     same_runs = lambda r: json.loads(json.dumps({k: r.get(k) for k in (*asdict(s), "arms", "overrides")}))  # noqa: E731
     if resummarized and previous and same_runs(previous) == same_runs(report):

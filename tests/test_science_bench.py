@@ -120,3 +120,15 @@ def test_the_first_edit_slips_and_the_fix_after_an_undo_does_not(eval_instances,
     assert turns[0].action == f"{fix} && {science.SLIP} ./{gold_fix(inst.patch).file}" and turns[3].action == fix
     assert turns[1].returncode != 0 and turns[4].returncode == 0
     assert grade(inst, episode.patch, runtime)["resolved"]
+
+
+def test_stage_times_keep_the_first_run_and_average_over_seeds(tmp_path):
+    p = science.load_params(None, {"data": str(tmp_path)})
+    assert science.timed(p, "train_1", lambda: 7) == 7
+    first = science.stage_seconds(p)["train_1"]
+    science.timed(p, "train_1", lambda: __import__("time").sleep(0.05))  # a resumed stage keeps the first time
+    science.timed(p, "eval_1", lambda: __import__("time").sleep(0.05))
+    assert science.stage_seconds(p)["train_1"] == first and science.stage_seconds(p)["eval_1"] >= 0.05
+    runs = [{"arm": "bc", "seconds": {"train_1": 10.0}}, {"arm": "bc", "seconds": {"train_1": 20.0, "eval_1": 4.0}},
+            {"arm": "dagger-exp"}]
+    assert science.mean_seconds(runs) == {"bc": {"train_1": 15.0, "eval_1": 4.0}, "dagger-exp": {}}
