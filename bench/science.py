@@ -61,7 +61,7 @@ from daggerlm.policies.history_view import student_view  # noqa: E402
 from daggerlm.policies.oracle import Oracle  # noqa: E402
 from daggerlm.policies.sampling import Sampling  # noqa: E402
 from daggerlm.instances import load_instances  # noqa: E402
-from daggerlm.io import ResultStore, atomic_write_json, atomic_write_text  # noqa: E402
+from daggerlm.io import ResultStore, atomic_write_json, atomic_write_text, load_yaml  # noqa: E402
 
 ARMS = {
     "bc": {"kind": "constant", "value": 1.0},
@@ -530,12 +530,10 @@ def main() -> None:
     ap.add_argument("--preset", choices=list(PRESETS), help="a named set of overrides (--set still applies)")
     ap.add_argument("--out", type=Path, help="default: bench/results/science[-quick][-PRESET]")
     a = ap.parse_args()
-    import yaml
-
     s = SETTINGS["quick" if a.quick else "default"]
     a.out = a.out or Path("bench/results/" + "-".join(["science"] + ["quick"] * a.quick + [a.preset] * bool(a.preset)))
     s = Setting(**{**asdict(s), "seeds": tuple(a.seeds or s.seeds), "iterations": a.iterations or s.iterations})
-    extra = {**PRESETS.get(a.preset, {}), **{k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in a.set)}}
+    extra = {**PRESETS.get(a.preset, {}), **{k: load_yaml(v) for k, v in (item.split("=", 1) for item in a.set)}}
     root = (a.out / "work").resolve()
     SANDBOXES.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
 from daggerlm.errors import InputError
+from daggerlm.io import load_yaml
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="DAgger for multi-turn LLM SWE agents.")
 instances_app = typer.Typer(no_args_is_help=True, help="Create, validate and inspect task instances.")
@@ -39,7 +39,7 @@ def _overrides(pairs: list[str] | None) -> dict:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise InputError(f"--set {pair!r}: expected section.key=value")
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = load_yaml(value)
     return out
 
 

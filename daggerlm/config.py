@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from daggerlm.dagger.schedules import BetaSchedule
 from daggerlm.errors import InputError
+from daggerlm.io import atomic_write_text, load_yaml
 from daggerlm.policies.history_view import HistoryWindow
 from daggerlm.policies.sampling import Sampling
 from daggerlm.training.config import TinyModelConfig, TrainConfig
@@ -296,7 +297,7 @@ def load_params(path: str | Path | None = None, overrides: dict | None = None) -
         if not p.is_file():
             raise InputError(f"{p}: params file not found")
         try:
-            data = yaml.safe_load(p.read_text()) or {}
+            data = load_yaml(p.read_text()) or {}
         except yaml.YAMLError as e:
             raise InputError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(data, dict):
@@ -320,8 +321,6 @@ def edit_params(path: str | Path, edit: Callable[[dict], None]) -> None:
 
     from ruamel.yaml import YAML
 
-    from daggerlm.io import atomic_write_text
-
     path = Path(path)
     rt = YAML()
     rt.preserve_quotes = True
@@ -332,7 +331,7 @@ def edit_params(path: str | Path, edit: Callable[[dict], None]) -> None:
     buffer = io.StringIO()
     rt.dump(data, buffer)
     try:
-        Params.model_validate(yaml.safe_load(buffer.getvalue()))
+        Params.model_validate(load_yaml(buffer.getvalue()))
     except ValidationError as err:
         raise InputError(_describe(err, str(path))) from None
     if buffer.getvalue() != before:

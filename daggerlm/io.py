@@ -1,4 +1,4 @@
-"""Atomic file writes and content hashes.
+"""Atomic file writes, content hashes, and YAML as users write it.
 
 Every output is written to a temporary file beside its target and renamed into place, so a crash
 never leaves a partial file that could be mistaken for a finished one.
@@ -9,10 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -92,3 +95,17 @@ def plain_python(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: plain_python(v) for k, v in value.items()}
     return value
+
+
+class _Yaml12Floats(yaml.SafeLoader):
+    """PyYAML follows YAML 1.1, where `4e-4` is a string (1.1 floats need a dot); a learning rate
+    written so would reach TRL as text. YAML 1.2 (which DVC's parser follows) reads it as a float."""
+
+
+_Yaml12Floats.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def load_yaml(text: str) -> Any:
+    """`yaml.safe_load`, except that exponent floats without a dot (`4e-4`, `1E3`) are floats."""
+    return yaml.load(text, Loader=_Yaml12Floats)  # noqa: S506 (a SafeLoader)
