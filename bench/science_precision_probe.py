@@ -3,7 +3,7 @@ from the same base on the same aggregate, then evaluated on the same held-out sp
 training precision alone move the resolve rate? (The committed results before `sft.precision`
 trained in TRL's default bfloat16.)
 
-    .venv/bin/python bench/science_precision_probe.py --out bench/results/science/precision_probe.json
+    .venv/bin/python bench/science_precision_probe.py --out bench/results/science-history/precision_probe.json
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from daggerlm.training.sft import train  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--science-out", type=Path, default=Path("bench/results/science"))
-    ap.add_argument("--out", type=Path, default=Path("bench/results/science/precision_probe.json"))
+    ap.add_argument("--science-out", type=Path, default=Path("bench/results/science-history"))
+    ap.add_argument("--out", type=Path, default=Path("bench/results/science-history/precision_probe.json"))
     a = ap.parse_args()
-    s, rows = SETTINGS["default"], []
+    s, rows = SETTINGS["history"], []
     with tempfile.TemporaryDirectory(prefix="science-precision-") as tmp:
         for seed in a.seeds:
             p = arm_params(s, seed, "bc", (a.science_out / "work").resolve(), {}, data="start")

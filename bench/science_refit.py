@@ -7,7 +7,7 @@ is scored like the science check's train fit (greedy action against its own labe
 The refits go to a temporary directory; the runs themselves are not touched.
 
     .venv/bin/python bench/science_refit.py --arms bc dagger-exp on-policy --epochs 3 12 \\
-        --out bench/results/science/refit.json
+        --out bench/results/science-history/refit.json
 """
 
 from __future__ import annotations
@@ -41,11 +41,11 @@ def main() -> None:
     ap.add_argument("--arms", nargs="+", default=["bc", "dagger-exp"], choices=list(ARMS))
     ap.add_argument("--seeds", type=int, nargs="+", help="default: the setting's")
     ap.add_argument("--epochs", type=float, nargs="+", default=[3, 12])
-    ap.add_argument("--science-out", type=Path, default=Path("bench/results/science"),
+    ap.add_argument("--science-out", type=Path, default=Path("bench/results/science-history"),
                     help="the science check's --out whose runs to refit")
-    ap.add_argument("--out", type=Path, default=Path("bench/results/science/refit.json"))
+    ap.add_argument("--out", type=Path, default=Path("bench/results/science-history/refit.json"))
     a = ap.parse_args()
-    s = SETTINGS["default"]
+    s = SETTINGS["history"]
     root = (a.science_out / "work").resolve()
     k = s.iterations - 1
     results = []
