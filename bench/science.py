@@ -270,10 +270,9 @@ def timed(p: Params, key: str, work):
     resumed stage, or a finished one read back, keeps the first time), so the report shows where time goes."""
     start = time.monotonic()
     result = work()
-    path = Path(p.data) / "seconds.json"
-    seconds = json.loads(path.read_text()) if path.is_file() else {}
+    seconds = stage_seconds(p)
     if key not in seconds:
-        atomic_write_json(path, {**seconds, key: round(time.monotonic() - start, 1)})
+        atomic_write_json(Path(p.data) / "seconds.json", {**seconds, key: round(time.monotonic() - start, 1)})
     return result
 
 
