@@ -129,8 +129,8 @@ RECOVERY_VIEW = {"teacher.oracle_undo": "all", "teacher.oracle_reshow": True, "t
 again) and a student that sees the task and its last two turns (README, "Science check")."""
 
 SETTINGS = {
-    # the default: 12 epochs, because fewer do not teach the recovery (6 at twice the rate, batches
-    # grouped by length: every label fit, no undo at eval; README, "Science check")
+    # the default: 3 iterations at 12 epochs, because less does not teach the recovery (6 epochs at twice
+    # the rate: every label fit, no undo at eval; 2 iterations: too few recovery labels; README, "Science check")
     "recovery": Setting(iterations=3, episodes=8, labels=32, eval_n=20, epochs=12, learning_rate=2e-4,
                         seeds=(0, 1, 2), pretrain_steps=600, corpus_episodes=160, params=RECOVERY_VIEW),
     # a smoke test of the whole benchmark, every stage and summary (its 100-step base resolves nothing)
