@@ -63,7 +63,7 @@ from daggerlm.policies.history_view import student_view  # noqa: E402
 from daggerlm.policies.oracle import Oracle  # noqa: E402
 from daggerlm.policies.sampling import Sampling  # noqa: E402
 from daggerlm.instances import load_instances  # noqa: E402
-from daggerlm.io import ResultStore, atomic_write_json, atomic_write_text, load_yaml  # noqa: E402
+from daggerlm.io import ResultStore, atomic_write_json, atomic_write_text, parse_overrides  # noqa: E402
 
 ARMS = {
     "bc": {"kind": "constant", "value": 1.0},
@@ -539,7 +539,7 @@ def main() -> None:
     s = SETTINGS[a.setting]
     a.out = a.out or Path(f"bench/results/science-{a.setting}")
     s = Setting(**{**asdict(s), "seeds": tuple(a.seeds or s.seeds), "iterations": a.iterations or s.iterations})
-    extra = {**s.params, **{k: load_yaml(v) for k, v in (item.split("=", 1) for item in a.set)}}
+    extra = {**s.params, **parse_overrides(a.set)}
     root = (a.out / "work").resolve()
     SANDBOXES.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()

@@ -32,7 +32,7 @@ from daggerlm.dagger import stages  # noqa: E402
 from daggerlm.dagger.stages import Layout  # noqa: E402
 from daggerlm.evaluation import evaluate  # noqa: E402
 from daggerlm.instances import load_instances  # noqa: E402
-from daggerlm.io import atomic_write_json, load_yaml  # noqa: E402
+from daggerlm.io import atomic_write_json, parse_overrides  # noqa: E402
 from daggerlm.policies.checkpoints import CHECKPOINT_META  # noqa: E402
 
 def reevaluate(run: Path, out: Path, iteration: int, overrides: dict, slip: bool = False) -> dict:
@@ -63,7 +63,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a param for the evaluation")
     ap.add_argument("--slip-first-edit", action="store_true", help="every episode's first edit breaks the module")
     a = ap.parse_args()
-    overrides = {k: load_yaml(v) for k, v in (item.split("=", 1) for item in a.set)}
+    overrides = parse_overrides(a.set)
     summary = {"overrides": overrides, "slip_first_edit": a.slip_first_edit, "arms": {}}
     for arm in a.arms:
         metrics = {run.parent.name: reevaluate(run, a.out / run.parent.name / arm, a.iteration, overrides,

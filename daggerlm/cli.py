@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from daggerlm.errors import InputError
-from daggerlm.io import load_yaml
+from daggerlm.io import parse_overrides
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="DAgger for multi-turn LLM SWE agents.")
 instances_app = typer.Typer(no_args_is_help=True, help="Create, validate and inspect task instances.")
@@ -33,21 +33,11 @@ ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="params.yaml to 
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a param: section.key=value (YAML value).")]
 
 
-def _overrides(pairs: list[str] | None) -> dict:
-    out = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise InputError(f"--set {pair!r}: expected section.key=value")
-        out[key.strip()] = load_yaml(value)
-    return out
-
-
 def _params(path: Path, pairs: list[str] | None):
     """params.yaml (when the default file is absent: the defaults) with --set overrides."""
     from daggerlm.config import load_params
 
-    return load_params(path if path.exists() or str(path) != "params.yaml" else None, _overrides(pairs))
+    return load_params(path if path.exists() or str(path) != "params.yaml" else None, parse_overrides(pairs))
 
 
 @instances_app.command("synth")

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from daggerlm.errors import InputError
+
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
@@ -109,3 +111,14 @@ _Yaml12Floats.add_implicit_resolver(
 def load_yaml(text: str) -> Any:
     """`yaml.safe_load`, except that exponent floats without a dot (`4e-4`, `1E3`) are floats."""
     return yaml.load(text, Loader=_Yaml12Floats)  # noqa: S506 (a SafeLoader)
+
+
+def parse_overrides(pairs: Iterable[str] | None) -> dict:
+    """`--set section.key=value` pairs (YAML values) as {dotted key: value}, for `load_params`."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"--set {pair!r}: expected section.key=value")
+        out[key.strip()] = load_yaml(value)
+    return out

@@ -9,6 +9,7 @@ import yaml
 
 from daggerlm.config import load_params, set_iterations
 from daggerlm.errors import InputError
+from daggerlm.io import parse_overrides
 from tests.conftest import REPO
 
 
@@ -66,13 +67,11 @@ def test_partial_sft_keeps_the_other_defaults():
     assert params.train.sft["learning_rate"] == 1e-3 and params.train.lora["r"] == 4
 
 
-def test_exponent_floats_without_a_dot_are_floats_in_params_and_overrides(tmp_path):
+def test_exponent_floats_without_a_dot_are_floats_in_params_andparse_overrides(tmp_path):
     """YAML 1.1 (PyYAML) reads `4e-4` as a string, which TRL then rejects deep inside the optimizer."""
     path = tmp_path / "params.yaml"
     path.write_text("train:\n  sft: {learning_rate: 4e-4, warmup_steps: 1E1}\n")
     assert load_params(path).train.sft["learning_rate"] == 4e-4
     assert load_params(path).train.sft["warmup_steps"] == 10.0
-    from daggerlm.cli import _overrides
-
-    assert load_params(path, _overrides(["train.sft.learning_rate=2e-5"])).train.sft["learning_rate"] == 2e-5
-    assert _overrides(["student.model=1e3x", "seed=7"]) == {"student.model": "1e3x", "seed": 7}  # only numbers
+    assert load_params(path, parse_overrides(["train.sft.learning_rate=2e-5"])).train.sft["learning_rate"] == 2e-5
+    assert parse_overrides(["student.model=1e3x", "seed=7"]) == {"student.model": "1e3x", "seed": 7}  # only numbers
