@@ -530,7 +530,8 @@ def main() -> None:
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     ap.add_argument("--seeds", type=int, nargs="+", help="override the setting's seeds")
     ap.add_argument("--iterations", type=int, help="override the setting's iterations")
-    ap.add_argument("--jobs", type=int, default=2, help="runs in parallel (torch threads split between them)")
+    ap.add_argument("--jobs", type=int, help="runs in parallel, torch threads split between them (default: one "
+                    "per CPU core, at most one per (seed, arm) run: the runs are independent)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a pipeline param for every arm (YAML value)")
     ap.add_argument("--out", type=Path, help="default: bench/results/science-SETTING")
@@ -540,6 +541,7 @@ def main() -> None:
     a.out = a.out or Path(f"bench/results/science-{a.setting}")
     s = Setting(**{**asdict(s), "seeds": tuple(a.seeds or s.seeds), "iterations": a.iterations or s.iterations})
     extra = {**s.params, **parse_overrides(a.set)}
+    a.jobs = a.jobs or max(1, min(os.cpu_count() or 1, len(s.seeds) * len(a.arms)))
     root = (a.out / "work").resolve()
     SANDBOXES.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
