@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from daggerlm.errors import InputError
+from daggerlm.errors import INFRASTRUCTURE_EXIT, INPUT_ERROR_EXIT, InfrastructureError, InputError
 from daggerlm.io import parse_overrides
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="DAgger for multi-turn LLM SWE agents.")
@@ -303,8 +303,10 @@ def grade_cmd(
 
     p = _params(params, None)
     by_id = {i.instance_id: i for i in load_instances(instances)}
+    if not predictions.is_file():
+        raise InputError(f"{predictions}: predictions file not found")
     reports = []
-    for lineno, line in enumerate(predictions.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(predictions.read_text(errors="replace").splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -315,6 +317,10 @@ def grade_cmd(
             raise InputError(f"{predictions}:{lineno}: malformed JSON ({e.msg})") from None
         except KeyError as e:
             raise InputError(f"{predictions}:{lineno}: missing field or unknown instance {e}") from None
+        except TypeError:
+            raise InputError(f"{predictions}:{lineno}: expected a JSON object with instance_id and model_patch") from None
+        if not isinstance(patch, str):
+            raise InputError(f"{predictions}:{lineno}: model_patch must be a string (got {type(patch).__name__})")
         reports.append(grade(inst, patch, p.runtime))
     atomic_write_jsonl(out, reports)
     print(json.dumps({"graded": len(reports), "resolved": sum(r["resolved"] for r in reports)}))
@@ -376,7 +382,10 @@ def main() -> None:
         app(standalone_mode=False)
     except InputError as e:
         console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        sys.exit(INPUT_ERROR_EXIT)
+    except InfrastructureError as e:
+        console.print(f"[red]failed (retry may help):[/red] {e}", highlight=False, soft_wrap=True)
+        sys.exit(INFRASTRUCTURE_EXIT)
     except (typer.Exit, SystemExit) as e:
         sys.exit(getattr(e, "exit_code", getattr(e, "code", 0)) or 0)
     except Exception as e:

@@ -36,15 +36,20 @@ class RuntimeConfig(Section):
     cpus: float = Field(1.0, gt=0)
     """CPUs of one container."""
     pids_limit: int = Field(256, ge=16)
-    """Processes of one container (a fork bomb stops here)."""
+    """Processes of one container or one local command (a fork bomb stops here)."""
     timeout_s: float = Field(30.0, gt=0)
     """Wall-clock limit of one agent command; the command's whole process tree is killed after it."""
     max_output_bytes: int = Field(65536, ge=1024)
     """Bytes of a command's output kept (head and tail); the rest is dropped and counted."""
     memory_mb: int = Field(4096, ge=64)
-    """Virtual-memory limit of an agent command (`ulimit -v`)."""
+    """Memory of an agent command: per process (`ulimit -v`) in the local sandbox, and for all its
+    processes together in a container, or in the local sandbox's cgroup when it runs as root."""
     max_file_mb: int = Field(64, ge=1)
     """Largest file an agent command may write (`ulimit -f`)."""
+    disk_mb: int = Field(2048, ge=16)
+    """Most the files an episode writes may grow to (local: the episode directory, with the
+    repository, home and temporary files; Docker: the container's writable layer); a command that
+    grows them further is killed (checked every second)."""
     workdir: str | None = None
     """Parent directory of episode directories (default: the system temporary directory). Keep it
     outside any project: pytest in an episode reads config files in parent directories (a project's
@@ -223,6 +228,11 @@ class DaggerConfig(Section):
     labels_per_iteration: int | None = Field(None, ge=1)
     """Label budget: at most this many new states join the aggregate per iteration (a seeded sample),
     so schedules compare at equal teacher-label budget; None: every labeled state."""
+    max_failed_share: float = Field(0.0, ge=0, le=1)
+    """Share of a stage's episodes (rollout, evaluate) or trajectories (label) that may fail because a
+    policy could not be reached; they are left out of the stage's outputs and counted in its stats.
+    More fail the stage (exit 75), so an outage is never recorded as the agent's failure; a rerun
+    keeps what finished and retries the rest."""
 
 
 class EvalConfig(Section):

@@ -16,7 +16,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from daggerlm.config import load_params
 from daggerlm.dagger import stages
-from daggerlm.errors import InputError
+from daggerlm.errors import INFRASTRUCTURE_EXIT, INPUT_ERROR_EXIT, InfrastructureError, InputError
 from tasks.episodes import PrefectRunner
 
 STAGES = {"rollout": stages.stage_rollout, "label": stages.stage_label, "evaluate": stages.stage_evaluate}
@@ -40,7 +40,10 @@ def main(argv: list[str] | None = None) -> None:
         episode_stage.with_options(task_runner=runner)(args[0], int(args[1]))
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(INPUT_ERROR_EXIT)
+    except InfrastructureError as e:
+        print(f"failed (retry may help): {e}", file=sys.stderr)
+        sys.exit(INFRASTRUCTURE_EXIT)
 
 
 if __name__ == "__main__":

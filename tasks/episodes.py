@@ -3,7 +3,8 @@
 Each item is a task run, visible in the UI, whose result is persisted under the item's key (the
 key names the checkpoint hash, instance, iteration, β and seed): when a killed stage is started
 again, finished items come back from the cache and only the rest run. Waves of `concurrency`
-items keep the lockstep batches of `daggerlm.agent.runner`.
+items keep the lockstep batches of `daggerlm.agent.runner`. An item that fails for infrastructure
+reasons fails its task run (never cached) and is reported in the outcome, not raised.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from prefect.futures import as_completed
 from prefect.logging import get_run_logger
 
 from daggerlm.agent.runner import Outcome, wave_size
+from daggerlm.errors import InfrastructureError
 
 
 @task(cache_key_fn=lambda context, parameters: parameters["key"], persist_result=True, result_serializer="json",
@@ -33,6 +35,7 @@ class PrefectRunner:
     def __call__(self, items, names, keys, work, *, concurrency, batchers=(), on_done=None) -> Outcome:
         progress = create_progress_artifact(0.0, key=self.artifact_key, description="items done / all items")
         results: dict[int, dict] = {}
+        failed: dict[str, str] = {}
         ran: set[int] = set()
 
         def body(i: int) -> dict:
@@ -54,11 +57,15 @@ class PrefectRunner:
                 if i not in ran:  # a cache hit: its body never ran, so the batcher must stop waiting for it
                     for b in batchers:
                         b.finish()
-                results[i] = future.result()
+                try:
+                    results[i] = future.result()
+                except InfrastructureError as e:
+                    failed[names[i]] = str(e)
+                    continue
                 if on_done:
                     on_done(results[i])
                 update_progress_artifact(progress, 100.0 * len(results) / len(items))
         reused = len(items) - len(ran)
         get_run_logger().info(f"{self.artifact_key}: {reused} of {len(items)} items reused from the cache, "
-                              f"{len(ran)} run")
-        return Outcome([results[i] for i in range(len(items))], reused)
+                              f"{len(ran)} run, {len(failed)} failed")
+        return Outcome([results[i] for i in sorted(results)], reused, failed)

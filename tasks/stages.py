@@ -1,4 +1,6 @@
-"""A pipeline stage as a Prefect task: DVC executes it (so DVC writes dvc.lock), Prefect retries it.
+"""A pipeline stage as a Prefect task: DVC executes it (so DVC writes dvc.lock), Prefect retries it
+when, and only when, a retry can help: the stage exited with `INFRASTRUCTURE_EXIT` (a model server
+unreachable, a server that did not start in time). Bad input (exit 2) or a bug fails at once.
 
 `dvc repro --single-item STAGE` runs only that stage, and only if its deps or params changed:
 an unchanged stage is skipped in about a second. Episode stages are Prefect flows themselves
@@ -8,6 +10,7 @@ an unchanged stage is skipped in about a second. Episode stages are Prefect flow
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,12 +19,34 @@ from prefect import task
 from prefect.client.orchestration import get_client
 from prefect.logging import get_run_logger
 
+from daggerlm.errors import INFRASTRUCTURE_EXIT
+
 
 class StageFailed(RuntimeError):
-    pass
+    def __init__(self, message: str, exit_code: int | None = None):
+        super().__init__(message)
+        self.transient = exit_code == INFRASTRUCTURE_EXIT
 
 
-@task(retries=2, retry_delay_seconds=[5, 30], tags=["dvc-stage"], task_run_name="{stage}")
+def stage_exit_code(output: str) -> int | None:
+    """The exit status of the stage's command, as `dvc repro` reports it."""
+    found = re.findall(r"exited with (\d+)", output)
+    return int(found[-1]) if found else None
+
+
+def retry_if_transient(task, task_run, state) -> bool:
+    """Prefect's `retry_condition_fn`: retry a stage only after an infrastructure failure."""
+    try:
+        state.result()
+    except StageFailed as e:
+        return e.transient
+    except Exception:
+        return False
+    return False
+
+
+@task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_if_transient, tags=["dvc-stage"],
+      task_run_name="{stage}")
 def dvc_stage(stage: str, project: str) -> dict:
     """Reproduce one DVC stage; returns whether it ran or was skipped."""
     logger = get_run_logger()
@@ -33,7 +58,10 @@ def dvc_stage(stage: str, project: str) -> dict:
     output = (r.stdout + r.stderr).strip()
     if r.returncode != 0:
         logger.error(output[-4000:])
-        raise StageFailed(f"dvc repro {stage} failed (exit {r.returncode}): {output.splitlines()[-1] if output else ''}")
+        code = stage_exit_code(output)
+        reason = next((line for line in reversed(output.splitlines()) if "error" in line.lower() or "failed" in line.lower()),
+                      output.splitlines()[-1] if output else "")
+        raise StageFailed(f"dvc repro {stage} failed (stage exit {code}): {reason}", code)
     ran = "Running stage" in output
     for line in output.splitlines():  # relay what an episode stage says of itself: its stats, what it reused
         if f"{stage}: " in line or "reused from the cache" in line:

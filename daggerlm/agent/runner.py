@@ -7,7 +7,9 @@ batch does not depend on timing. Policies served with their own batching need no
 
 An `ItemRunner` runs a stage's items (episodes, trajectories to label) at most once per key:
 `LocalRunner` keeps each result as a JSON file; the Prefect runner (`tasks/episodes.py`) makes
-each item a cached Prefect task. Either way an interrupted stage resumes where it stopped.
+each item a cached Prefect task. Either way an interrupted stage resumes where it stopped. An item
+that raises `InfrastructureError` (its policy unreachable) is reported as failed and never kept,
+so the next run retries it; `check_failures` fails the stage when too many did.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from daggerlm.errors import InfrastructureError
 from daggerlm.io import ResultStore
 from daggerlm.policies.batching import LockstepBatcher
 
@@ -57,11 +60,43 @@ def run_in_waves(items: Sequence[T], episode: Callable[[T], R], concurrency: int
 
 
 @dataclass
+class Failed:
+    """An item that could not finish for a reason outside the agent (kept nowhere)."""
+
+    error: str
+
+
+@dataclass
 class Outcome:
     results: list[dict]
-    """One JSON-able result per item, in input order."""
+    """One JSON-able result per finished item, in input order."""
     reused: int
     """How many were made before (an earlier, interrupted run) and not recomputed."""
+    failed: dict[str, str]
+    """Items that failed for infrastructure reasons: name -> error."""
+
+
+def guarded(work: Callable[[T], dict]) -> Callable[[T], dict | Failed]:
+    """`work`, with an infrastructure failure returned as `Failed` instead of raised."""
+
+    def run(item: T) -> dict | Failed:
+        try:
+            return work(item)
+        except InfrastructureError as e:
+            return Failed(str(e))
+
+    return run
+
+
+def check_failures(stage: str, outcome: Outcome, total: int, max_share: float) -> None:
+    """Fail the stage when more than `max_share` of its items failed for infrastructure reasons, so
+    that outages never become results (a resolve rate that counts them as the agent's failures)."""
+    if total and len(outcome.failed) / total > max_share:
+        name, error = next(iter(outcome.failed.items()))
+        raise InfrastructureError(
+            f"{stage}: {len(outcome.failed)} of {total} items failed outside the agent (more than "
+            f"dagger.max_failed_share={max_share:g}), e.g. {name}: {error}. Rerun the stage: finished items are "
+            "kept, failed ones are retried.")
 
 
 class ItemRunner(Protocol):
@@ -87,7 +122,12 @@ class LocalRunner:
                     on_done(value)
         reused = len(results)
 
-        def finished(i: int, value: dict) -> None:
+        failed: dict[str, str] = {}
+
+        def finished(i: int, value: dict | Failed) -> None:
+            if isinstance(value, Failed):
+                failed[names[i]] = value.error
+                return
             if self.store:
                 self.store.put(names[i], keys[i], value)
             results[i] = value
@@ -95,5 +135,5 @@ class LocalRunner:
                 on_done(value)
 
         todo = [i for i in range(len(items)) if i not in results]
-        run_in_waves(todo, lambda i: work(items[i]), concurrency, batchers, finished)
-        return Outcome([results[i] for i in range(len(items))], reused)
+        run_in_waves(todo, guarded(lambda i: work(items[i])), concurrency, batchers, finished)
+        return Outcome([results[i] for i in sorted(results)], reused, failed)

@@ -25,6 +25,7 @@ from minisweagent.models.utils.actions_text import format_observation_messages, 
 from daggerlm.agent.format import ACTION_REGEX
 from daggerlm.agent.trajectory import Actor, Trajectory, Turn
 from daggerlm.config import AgentConfig
+from daggerlm.errors import InfrastructureError
 from daggerlm.io import turn_seed
 from daggerlm.instances.schema import Instance
 from daggerlm.policies.base import Policy, PolicyRequest
@@ -39,6 +40,10 @@ POLICY_ERROR = "PolicyError"
 class PolicyFailed(InterruptAgentFlow):
     """The acting policy gave no answer (a served model's request failed after its retries): the
     episode ends here with exit status `PolicyError`, the error recorded in its last turn."""
+
+
+class PolicyUnavailable(InfrastructureError):
+    """An episode that ended because its policy could not be reached: not data, never kept."""
 
 
 @cache
@@ -151,7 +156,8 @@ class EpisodeAgent(DefaultAgent):
 
 def run_episode(instance: Instance, policies: dict[Actor, Policy], schedule: ActorSchedule, *,
                 runtime, agent: AgentConfig, iteration: int = 0, beta: float | None = None, seed: int = 0) -> Trajectory:
-    """Run one episode in a fresh sandbox and return its trajectory (the sandbox is removed after)."""
+    """Run one episode in a fresh sandbox and return its trajectory (the sandbox is removed after).
+    Raises `PolicyUnavailable` when a policy could not answer: an outage is not the agent's failure."""
     trajectory = Trajectory(instance_id=instance.instance_id, iteration=iteration, beta=beta, seed=seed,
                             policies={a: p.identity for a, p in policies.items()})
     start = time.monotonic()
@@ -163,6 +169,9 @@ def run_episode(instance: Instance, policies: dict[Actor, Policy], schedule: Act
         if result.get("exit_status") != "Submitted":
             result["submission"] = env.snapshot()["diff"]  # what the agent left is still graded
     trajectory.exit_status = result.get("exit_status", "")
+    if trajectory.exit_status == POLICY_ERROR:
+        last = trajectory.turns[-1]
+        raise PolicyUnavailable(f"{instance.instance_id}, turn {last.index} ({last.actor}): {last.meta.get('error')}")
     trajectory.patch = result.get("submission", "")
     trajectory.messages = [{"role": m["role"], "content": m["content"]} for m in episode.messages if m["role"] != "exit"]
     trajectory.wall_s = round(time.monotonic() - start, 3)

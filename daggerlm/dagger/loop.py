@@ -13,12 +13,12 @@ from daggerlm.dagger import stages
 from daggerlm.io import atomic_write_json, atomic_write_text
 
 COLUMNS = ["iteration", "beta", "episodes", "labels_new", "labels_total", "teacher_calls", "cache_hits",
-           "calls_per_state", "label_errors", "teacher_tokens", "teacher_cost_usd", "train_loss_before",
+           "calls_per_state", "failed", "teacher_tokens", "teacher_cost_usd", "train_loss_before",
            "train_loss_after", "resolve_rate"]
 SHORT = {"iteration": "K", "beta": "β", "episodes": "eps", "labels_new": "new", "labels_total": "labels",
          "teacher_calls": "calls", "cache_hits": "hits", "calls_per_state": "calls/state",
          "train_loss_before": "loss0", "train_loss_after": "loss1", "resolve_rate": "resolved",
-         "label_errors": "errors", "teacher_tokens": "tokens", "teacher_cost_usd": "cost $"}
+         "failed": "failed", "teacher_tokens": "tokens", "teacher_cost_usd": "cost $"}
 
 
 def iteration_row(k: int, rollout: dict, label: dict, agg: dict, train: dict, evaluation: dict) -> dict:
@@ -28,7 +28,8 @@ def iteration_row(k: int, rollout: dict, label: dict, agg: dict, train: dict, ev
         "labels_new": agg["new_examples"], "labels_total": agg["examples"], "teacher_calls": calls,
         "cache_hits": rollout["cache_hits"] + label["cache_hits"],
         "calls_per_state": calls / label["states"] if label["states"] else 0.0,
-        "label_errors": label.get("label_errors", 0),
+        "failed": (rollout.get("failed_episodes", 0) + label.get("failed_trajectories", 0)
+                   + evaluation.get("failed_episodes", 0)),
         "teacher_tokens": label.get("teacher_prompt_tokens", 0) + label.get("teacher_completion_tokens", 0),
         "teacher_cost_usd": label.get("teacher_cost_usd", 0.0),
         "train_loss_before": train["loss_before"], "train_loss_after": train["loss_after"],
@@ -36,8 +37,9 @@ def iteration_row(k: int, rollout: dict, label: dict, agg: dict, train: dict, ev
     }
 
 
-SERVED_ONLY = ("label_errors", "teacher_tokens", "teacher_cost_usd")
-"""Columns that only a served teacher fills."""
+SERVED_ONLY = ("failed", "teacher_tokens", "teacher_cost_usd")
+"""Columns that only a served policy fills (`failed`: episodes or labels left out of a stage because
+a policy could not be reached, within `dagger.max_failed_share`)."""
 
 
 def shown_columns(rows: list[dict]) -> list[str]:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from daggerlm.agent.runner import ItemRunner, LocalRunner
+from daggerlm.agent.runner import ItemRunner, LocalRunner, check_failures
 from daggerlm.agent.scaffold import run_episode
-from daggerlm.agent.trajectory import Trajectory
+from daggerlm.agent.trajectory import TRAJECTORY_FORMAT, Trajectory
 from daggerlm.config import AgentConfig, RuntimeConfig
 from daggerlm.dagger.label_cache import CachedTeacher
 from daggerlm.dagger.schedules import coin_schedule
@@ -26,16 +26,18 @@ from daggerlm.policies.batching import LockstepBatcher
 
 def collect_rollouts(instances: Sequence[Instance], student: Policy, teacher: CachedTeacher, out_dir: str | Path, *,
                      iteration: int, beta: float, seed: int, runtime: RuntimeConfig, agent: AgentConfig,
-                     concurrency: int = 8, rollin_turns: int | None = None, runner: ItemRunner | None = None) -> dict:
+                     concurrency: int = 8, rollin_turns: int | None = None, runner: ItemRunner | None = None,
+                     max_failed_share: float = 0.0) -> dict:
     """Run one episode per instance; write `trajectories.jsonl` and `stats.json` to `out_dir`.
 
     An episode's key names everything it depends on (student checkpoint hash and sampling, teacher,
     iteration, β, seed, roll-in, scaffold, instance); `runner` reuses episodes finished under the
-    same key (default: JSON files in `out_dir/episodes/`).
+    same key (default: JSON files in `out_dir/episodes/`). Episodes whose policy could not be
+    reached are left out and retried by the next run; more than `max_failed_share` of them fail the stage.
     """
     out = Path(out_dir)
     runner = runner or LocalRunner(out / "episodes")
-    run_key = stable_hash({"student": student.identity, "teacher": teacher.identity, "iteration": iteration,
+    run_key = stable_hash({"format": TRAJECTORY_FORMAT, "student": student.identity, "teacher": teacher.identity, "iteration": iteration,
                            "beta": beta, "seed": seed, "rollin": rollin_turns, "agent": agent.model_dump(),
                            "runtime": runtime.model_dump(exclude={"workdir"})})
     keys = [f"rollout-{iteration}-{stable_hash({'run': run_key, 'instance': i.model_dump(mode='json')})}"
@@ -52,10 +54,12 @@ def collect_rollouts(instances: Sequence[Instance], student: Policy, teacher: Ca
         outcome = runner(instances, [i.instance_id for i in instances], keys, episode, concurrency=concurrency,
                          batchers=[batcher], on_done=lambda _: progress.update(bar, advance=1))
 
+    check_failures(f"rollout {iteration}", outcome, len(instances), max_failed_share)
     trajectories = [Trajectory.model_validate(r) for r in outcome.results]
     turns = [t for traj in trajectories for t in traj.turns]
     stats = {
         "iteration": iteration, "beta": beta, "episodes": len(trajectories), "resumed_episodes": outcome.reused,
+        "failed_episodes": len(outcome.failed),
         "turns": len(turns), "teacher_turns": sum(t.actor == "teacher" for t in turns),
         "student_turns": sum(t.actor == "student" for t in turns),
         "teacher_calls": sum(t.actor == "teacher" and t.meta.get("cache") == "miss" for t in turns),

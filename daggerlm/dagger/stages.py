@@ -169,19 +169,22 @@ def stage_rollout(p: Params, k: int, runner: ItemRunner | None = None) -> dict:
     with open_student(p.student, checkpoint(p, k)) as student:
         return collect_rollouts(train_slice(p, k), student, teacher(p), layout(p).rollouts(k), iteration=k,
                                 beta=p.dagger.beta.beta(k), seed=p.seed, runtime=p.runtime, agent=p.agent,
-                                concurrency=p.dagger.concurrency, rollin_turns=p.dagger.rollin_turns, runner=runner)
+                                concurrency=p.dagger.concurrency, rollin_turns=p.dagger.rollin_turns, runner=runner,
+                                max_failed_share=p.dagger.max_failed_share)
 
 
 def stage_label(p: Params, k: int, runner: ItemRunner | None = None) -> dict:
     trajectories = read_trajectories(layout(p).rollouts(k) / "trajectories.jsonl")
     instances = {i.instance_id: i for i in load_split(p, "train")}
-    labeled, rows = relabel(trajectories, instances, teacher(p), concurrency=p.dagger.concurrency, runner=runner)
+    labeled, rows = relabel(trajectories, instances, teacher(p), concurrency=p.dagger.concurrency, runner=runner,
+                            max_failed_share=p.dagger.max_failed_share)
     out = layout(p).labels(k)
     write_parquet(out / "labels.parquet", pd.DataFrame(rows))
     atomic_write_jsonl(out / "trajectories.jsonl", (t.model_dump(mode="json") for t in labeled))
     # counted from the labels' own meta, so a resumed stage counts the calls its first attempt made
     sources = [t.meta["label_meta"]["cache"] for traj in labeled for t in traj.turns if "label_meta" in t.meta]
     stats = {"iteration": k, "states": len(rows), "student_states": sum(r["actor"] == "student" for r in rows),
+             "failed_trajectories": len(trajectories) - len(labeled),
              "teacher_calls": sources.count("miss"), "cache_hits": sources.count("hit"),
              "relabeled_differs": sum(r["actor"] == "student" and r["student_response"] != r["completion"][0]["content"]
                                       for r in rows),
@@ -218,7 +221,8 @@ def stage_evaluate(p: Params, k: int, runner: ItemRunner | None = None) -> dict:
 
     with evaluation_policy(p, k + 1) as (policy, name):
         return evaluate(load_split(p, "eval"), policy, layout(p).eval(k), runtime=p.runtime, agent=p.agent,
-                        concurrency=p.evaluation.concurrency, model_name=name, seed=p.seed, runner=runner)
+                        concurrency=p.evaluation.concurrency, model_name=name, seed=p.seed, runner=runner,
+                        max_failed_share=p.dagger.max_failed_share)
 
 
 def stage_report(p: Params) -> list[dict]:

@@ -15,8 +15,8 @@ from statistics import mean
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from daggerlm.agent.runner import ItemRunner, LocalRunner
-from daggerlm.agent.scaffold import POLICY_ERROR, run_episode
+from daggerlm.agent.runner import ItemRunner, LocalRunner, check_failures
+from daggerlm.agent.scaffold import run_episode
 from daggerlm.agent.trajectory import Trajectory
 from daggerlm.config import AgentConfig, RuntimeConfig
 from daggerlm.evaluation.grading import grade
@@ -58,8 +58,10 @@ def compute_metrics(results: Sequence[dict]) -> dict:
 
 def evaluate(instances: Sequence[Instance], policy: Policy, out_dir: str | Path, *, runtime: RuntimeConfig,
              agent: AgentConfig, concurrency: int = 1, model_name: str = "daggerlm", seed: int = 0,
-             runner: ItemRunner | None = None) -> dict:
-    """Run, grade and record every instance; returns the metrics (also in `out_dir/metrics.json`)."""
+             runner: ItemRunner | None = None, max_failed_share: float = 0.0) -> dict:
+    """Run, grade and record every instance; returns the metrics (also in `out_dir/metrics.json`).
+    Episodes whose policy could not be reached are left out (and retried by the next run); more
+    than `max_failed_share` of them fail the evaluation instead of counting as unresolved."""
     out = Path(out_dir)
     store = ResultStore(out / "results")
     run_key = stable_hash({"policy": policy.identity, "runtime": runtime.model_dump(exclude={"workdir"}),
@@ -72,8 +74,6 @@ def evaluate(instances: Sequence[Instance], policy: Policy, out_dir: str | Path,
         trajectory = run_episode(inst, {"student": batcher}, lambda t: "student", runtime=runtime, agent=agent,
                                  seed=seed)
         report = grade(inst, trajectory.patch, runtime)
-        if trajectory.exit_status == POLICY_ERROR:  # the model never answered: not a resolution, whatever is left
-            report = {**report, "resolved": False, "error": trajectory.turns[-1].meta.get("error", POLICY_ERROR)}
         return {"trajectory": trajectory.model_dump(mode="json"), "report": report}
 
     with progress_bar("evaluate") as progress:
@@ -87,13 +87,16 @@ def evaluate(instances: Sequence[Instance], policy: Policy, out_dir: str | Path,
 
         outcome = (runner or LocalRunner(store.root))(instances, names, keys, episode, concurrency=concurrency,
                                                       batchers=[batcher], on_done=done)
+    check_failures("evaluate", outcome, len(instances), max_failed_share)
     ordered = outcome.results
     if runner is not None:  # another runner keeps results in its own cache: write the per-instance files here
-        for name, key, result in zip(names, keys, ordered):
-            store.put(name, key, result)
+        key_of = dict(zip(names, keys))
+        for result in ordered:
+            name = result["trajectory"]["instance_id"]
+            store.put(name, key_of[name], result)
     atomic_write_jsonl(out / "predictions.jsonl", (
         {"instance_id": r["trajectory"]["instance_id"], "model_name_or_path": model_name,
          "model_patch": r["trajectory"]["patch"]} for r in ordered))
-    metrics = compute_metrics(ordered)
+    metrics = {**compute_metrics(ordered), "failed_episodes": len(outcome.failed)}
     atomic_write_json(out / "metrics.json", metrics)
     return metrics

@@ -1,6 +1,7 @@
 """Episodes in Docker containers: one container per episode, removed afterwards, even on a crash.
 
-A container runs with no network, no privileges and limits on memory, CPUs and processes. The
+A container runs with no network, every capability dropped but `CAPABILITIES`, no-new-privileges,
+and limits on memory, CPUs, processes and the size of its writable layer. The
 repository is the image's `/testbed` (official SWE-bench / SWE-Gym images, by name in the
 instance's `image`) or, for instances without an image, copied there from the instance's snapshot,
 into its environment's image (`images.build_env_image`) or, with no environment, into
@@ -29,6 +30,10 @@ from daggerlm.runtime.sandbox import Sandbox, _CappedReader
 TESTBED = "/testbed"
 HOME = "/root"
 BASE_IMAGE = "daggerlm/base:bookworm"
+CAPABILITIES: dict[str, str] = {}
+"""Capabilities kept in a container, each with why. None: commands run as root of the image, whose
+/testbed and environment root owns, so a test run needs no capability (no DAC override, no chown
+of other users' files, no mknod, no raw sockets, no setuid)."""
 
 
 def env_image_tag(environment: str) -> str:
@@ -97,6 +102,7 @@ class DockerSandbox(Sandbox):
             image, command=["sleep", "infinity"], network_mode="none", privileged=False,
             mem_limit=f"{self.config.memory_mb}m", memswap_limit=f"{self.config.memory_mb}m",
             nano_cpus=int(self.config.cpus * 1e9), pids_limit=self.config.pids_limit, init=True,
+            cap_drop=["ALL"], cap_add=list(CAPABILITIES) or None, security_opt=["no-new-privileges"],
             labels={"daggerlm.instance": self.instance.instance_id}, working_dir=TESTBED)
         self.container.start()
         if not self.instance.image:
@@ -115,7 +121,12 @@ class DockerSandbox(Sandbox):
     def _leftovers(self) -> bool:
         """Whether processes besides the container's init and its `sleep` run (asked from the host:
         inside, a full pids limit leaves no room to look)."""
-        top = self.container.top(ps_args="-o pid,args")
+        import docker
+
+        try:
+            top = self.container.top(ps_args="-o pid,args")
+        except docker.errors.APIError:  # not running: the command killed the container's own processes
+            return True
         return any(not row[-1].endswith(("sleep infinity", "docker-init -- sleep infinity"))
                    for row in top.get("Processes") or [])
 
@@ -134,18 +145,32 @@ class DockerSandbox(Sandbox):
         argv = ["timeout", "-s", "KILL", f"{timeout:g}", "bash", "-c",
                 f"ulimit -f {self.config.max_file_mb * 1024}; {command}"]
         env = self.command_env("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        self.container.reload()
+        if self.container.status != "running":  # an earlier command killed the container's own processes
+            self.container.start()
         start = time.monotonic()
         exec_id = api.exec_create(self.container.id, argv, environment=env, workdir=TESTBED, stdout=True,
                                   stderr=True, stdin=False)["Id"]
         reader = _CappedReader(_StreamReader(api.exec_start(exec_id, stream=True)), self.config.max_output_bytes)
         reader.start()
-        reader.join(timeout + 30)
-        code = api.exec_inspect(exec_id).get("ExitCode")
+        killed = ""
+        while reader.is_alive() and time.monotonic() - start < timeout + 30:
+            reader.join(1.0)
+            if reader.is_alive() and self._layer_mb() > self.config.disk_mb:
+                killed = (f"The command grew the container's files past {self.config.disk_mb} MB "
+                          "(runtime.disk_mb) and was killed.")
+                break
+        code = None if killed else api.exec_inspect(exec_id).get("ExitCode")
         seconds = time.monotonic() - start
-        timed_out = seconds >= timeout and code in (None, 124, 137)
-        if self._leftovers():  # what the command started lives on (a fork bomb fills the pids limit): restart
-            self.container.restart(timeout=1)
-        return self.result(reader, -1 if code is None else code, seconds, timeout, timed_out)
+        timed_out = not killed and seconds >= timeout and code in (None, 124, 137)
+        if killed or self._leftovers():  # what the command started lives on (a fork bomb fills the pids limit),
+            self.container.restart(timeout=1)  # or it killed the container's own processes: start it again
+        return self.result(reader, -1 if code is None else code, seconds, timeout, timed_out, killed)
+
+    def _layer_mb(self) -> float:
+        """Size of the container's writable layer (what its commands wrote), in MB."""
+        found = self.container.client.api.containers(all=True, size=True, filters={"id": self.container.id})
+        return (found[0].get("SizeRw") or 0) / 2**20 if found else 0.0
 
 
 def build_base_image(tag: str = BASE_IMAGE, suite: str = "bookworm",

@@ -17,6 +17,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -25,23 +27,32 @@ from minisweagent.exceptions import Submitted
 
 from daggerlm.agent.format import SUBMIT_MARKER
 from daggerlm.config import RuntimeConfig
-from daggerlm.errors import InputError
+from daggerlm.errors import InfrastructureError, InputError
 from daggerlm.instances.schema import Instance
+from daggerlm.runtime.cgroups import SandboxCgroup
 from daggerlm.runtime.git import checkout_instance
 
-# Runs as the namespace's first process: make every mount read-only, then the episode directory writable.
+# Runs as the namespaces' first process, with every capability of its user namespace: make every
+# mount read-only (each remount checked), the episode directory writable, set the limits, then drop
+# every capability (bounding set included) with no-new-privileges before the agent's command runs,
+# so that the command cannot undo any of it. A setup failure exits 250-253 with a line on stderr.
 _PRELUDE = r"""
-mount --make-rprivate / || exit 250
+fail() { echo "daggerlm-sandbox: $1" >&2; exit "$2"; }
+mount --make-rprivate / || fail "cannot make the mounts private" 250
 while read -r _ _ _ _ mp _; do
   case "$mp" in *\\*) mp=$(printf '%b' "$mp");; esac
-  mount -o remount,bind,ro "$mp" 2>/dev/null
+  mount -o remount,bind,ro "$mp" 2>/dev/null || fail "cannot make $mp read-only" 250
 done < /proc/self/mountinfo
-mount --bind "$1" "$1" && mount -o remount,bind,rw "$1" || exit 251
-ulimit -v "$3" -f "$4"
-cd "$2" || exit 252
-exec bash -c "$5"
+mount --bind "$1" "$1" && mount -o remount,bind,rw "$1" || fail "cannot make $1 writable" 251
+ulimit -v "$3" -f "$4" -u "$5" || fail "cannot set the limits" 252
+cd "$2" || fail "no directory $2" 252
+exec setpriv --no-new-privs --bounding-set=-all --inh-caps=-all --ambient-caps=-all -- bash -c "$6"
 """
-_UNSHARE = ["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc"]
+_SETUP_FAILED = "daggerlm-sandbox: "
+_UNSHARE = ["unshare", "--user", "--map-root-user", "--net", "--mount", "--pid", "--ipc", "--uts", "--fork",
+            "--kill-child", "--mount-proc"]
+# As root: join the sandbox's cgroups (the positional args before `--`), then exec the rest.
+_JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 249; shift; done; shift; exec "$@"'
 _SNAPSHOT = r"""
 idx="$HOME/.daggerlm-index"; cp .git/index "$idx" 2>/dev/null
 GIT_INDEX_FILE="$idx" git add -A >/dev/null 2>&1
@@ -57,22 +68,52 @@ class UnsafeSandboxError(RuntimeError):
     pass
 
 
-def _unshare_argv() -> list[str]:
-    return _UNSHARE + ([] if os.geteuid() == 0 else ["--map-root-user"])
+class SandboxSetupError(InfrastructureError):
+    """The sandbox could not set up a command's isolation: an infrastructure failure, not the agent's."""
+
+
+def _prelude_argv(root: str, repo: str, config: RuntimeConfig, command: str) -> list[str]:
+    kb = lambda mb: str(mb * 1024)  # noqa: E731
+    return [*_UNSHARE, "bash", "-c", _PRELUDE, "daggerlm-sandbox", root, repo, kb(config.memory_mb),
+            kb(config.max_file_mb), str(config.pids_limit), command]
 
 
 @cache
 def isolation_problem() -> str | None:
-    """Why namespaces cannot be used here, or None when they can."""
-    if shutil.which("unshare") is None:
-        return "the `unshare` command (util-linux) is not installed"
+    """Why agent commands cannot be isolated here, or None when they can. The probe runs the real
+    prelude and checks from inside that the command holds no capability and `/` stays read-only."""
+    for tool in ("unshare", "setpriv"):
+        if shutil.which(tool) is None:
+            return f"the `{tool}` command (util-linux) is not installed"
     with tempfile.TemporaryDirectory() as tmp:
+        probe = "grep -q '^CapEff:[[:space:]]*0*$' /proc/self/status && ! touch /daggerlm-probe 2>/dev/null"
         try:
-            r = subprocess.run([*_unshare_argv(), "bash", "-c", _PRELUDE, "probe", tmp, tmp, "unlimited",
-                                "unlimited", "true"], capture_output=True, text=True, timeout=30)
+            with _process_limits(f"probe-{os.getpid()}", RuntimeConfig()) as join:
+                r = subprocess.run([*join, *_prelude_argv(tmp, tmp, RuntimeConfig(), probe)], capture_output=True,
+                                   text=True, timeout=30)
         except (OSError, subprocess.TimeoutExpired) as e:
-            return f"unshare failed: {e}"
-    return None if r.returncode == 0 else f"unshare failed (exit {r.returncode}): {r.stderr.strip()[:300]}"
+            return f"the sandbox could not start: {e}"
+    if r.returncode == 0:
+        return None
+    reason = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}"
+    return f"the sandbox probe failed: {reason[:300]}"
+
+
+@contextmanager
+def _process_limits(name: str, config: RuntimeConfig) -> Iterator[list[str]]:
+    """The argv prefix that puts a command into cgroups capping its processes and memory (root only:
+    the kernel does not enforce `ulimit -u` for root); nothing is needed for other users."""
+    if os.geteuid() != 0:
+        yield []
+        return
+    try:
+        group = SandboxCgroup(f"daggerlm-{name}", config.pids_limit, config.memory_mb * 1024 * 1024)
+    except OSError as e:
+        raise OSError(f"as root, the sandbox needs a writable pids cgroup to cap processes ({e})") from None
+    try:
+        yield ["sh", "-c", _JOIN_CGROUPS, "join", *group.procs_files, "--"]
+    finally:
+        group.remove()
 
 
 def _kill_tree(proc: subprocess.Popen) -> None:
@@ -155,7 +196,8 @@ class Sandbox:
         }
 
     def result(self, reader: _CappedReader, returncode: int, seconds: float, timeout: float,
-               timed_out: bool) -> dict[str, Any]:
+               timed_out: bool, killed: str = "") -> dict[str, Any]:
+        """The command's observation; `killed` says why it was killed for a limit other than time."""
         self.n_commands += 1
         text = reader.text()
         if self.config.mask_durations:
@@ -166,6 +208,8 @@ class Sandbox:
             out["returncode"] = -1
             out["exception_info"] = f"The command timed out after {timeout:g} seconds and was killed."
             out["extra"]["timed_out"] = True
+        if killed:
+            out["returncode"], out["exception_info"] = -1, killed
         return out
 
     def snapshot(self) -> dict[str, str]:
@@ -208,14 +252,19 @@ class LocalSandbox(Sandbox):
                 f"cannot isolate agent commands: {isolation_problem()}. Refusing to run untrusted commands with "
                 "network and host filesystem access; set runtime.allow_unsandboxed: true to run them anyway (unsafe).")
         self.root: Path | None = None
+        self._limits = ExitStack()
+        self._join: list[str] = []
 
     # --- lifecycle -------------------------------------------------------------------------
     def open(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="daggerlm-ep-", dir=self.config.workdir))
         self.home, self.workdir = str(self.root / "home"), str(self.root / "repo")
         self._materialize()
+        if self.isolated:
+            self._join = self._limits.enter_context(_process_limits(self.root.name, self.config))
 
     def close(self) -> None:
+        self._limits.close()
         if self.root is not None and self.root.exists():
             subprocess.run(["chmod", "-R", "u+rwX", str(self.root)], capture_output=True)
             shutil.rmtree(self.root, ignore_errors=True)
@@ -250,12 +299,11 @@ class LocalSandbox(Sandbox):
 
     # --- running commands ------------------------------------------------------------------
     def run(self, command: str, timeout: float | None = None) -> dict[str, Any]:
-        """Run one bash command in the sandbox; never raises for the command's own failures."""
+        """Run one bash command in the sandbox; never raises for the command's own failures. A command
+        that outlives `timeout` or grows the episode directory past `runtime.disk_mb` is killed."""
         timeout = timeout or self.config.timeout_s
-        kb = lambda mb: str(mb * 1024)  # noqa: E731
         if self.isolated:
-            argv = [*_unshare_argv(), "bash", "-c", _PRELUDE, "daggerlm-sandbox", str(self.root), str(self.repo),
-                    kb(self.config.memory_mb), kb(self.config.max_file_mb), command]
+            argv = [*self._join, *_prelude_argv(str(self.root), str(self.repo), self.config, command)]
         else:
             argv = ["bash", "-c", command]
         start = time.monotonic()
@@ -263,12 +311,26 @@ class LocalSandbox(Sandbox):
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         reader = _CappedReader(proc.stdout, self.config.max_output_bytes)
         reader.start()
-        timed_out = False
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_tree(proc)
-            proc.wait()
+        timed_out, killed = False, ""
+        while proc.poll() is None:
+            try:
+                proc.wait(timeout=min(1.0, max(0.01, start + timeout - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                timed_out = time.monotonic() - start >= timeout
+                if not timed_out and _disk_usage_mb(self.root) > self.config.disk_mb:
+                    killed = (f"The command grew the sandbox's files past {self.config.disk_mb} MB "
+                              "(runtime.disk_mb) and was killed.")
+                if timed_out or killed:
+                    _kill_tree(proc)
+                    proc.wait()
         reader.join(timeout=5)
-        return self.result(reader, proc.returncode, time.monotonic() - start, timeout, timed_out)
+        if (self.isolated and not (timed_out or killed) and 249 <= proc.returncode <= 252
+                and reader.text().startswith(_SETUP_FAILED)):
+            raise SandboxSetupError(reader.text().strip()[:300])
+        return self.result(reader, proc.returncode, time.monotonic() - start, timeout, timed_out, killed)
+
+
+def _disk_usage_mb(root: Path) -> float:
+    """Megabytes of files under root (`du`, which does not follow symlinks out of it)."""
+    r = subprocess.run(["du", "-s", "-k", "-x", str(root)], capture_output=True, text=True)
+    return int(r.stdout.split()[0]) / 1024 if r.stdout else 0.0

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from daggerlm.errors import InfrastructureError
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -33,7 +35,7 @@ def wait_healthy(url: str, process: subprocess.Popen | None, log: Path | None, t
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode} before answering {url}: {_tail(log)}")
+            raise InfrastructureError(f"server exited with {process.returncode} before answering {url}: {_tail(log)}")
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status == 200:
@@ -41,7 +43,7 @@ def wait_healthy(url: str, process: subprocess.Popen | None, log: Path | None, t
         except OSError:
             pass
         time.sleep(0.5)
-    raise RuntimeError(f"server did not answer {url} within {timeout_s:g} s: {_tail(log) if log else ''}")
+    raise InfrastructureError(f"server did not answer {url} within {timeout_s:g} s: {_tail(log) if log else ''}")
 
 
 def stop(process: subprocess.Popen, grace_s: float = 10.0) -> None:

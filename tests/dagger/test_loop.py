@@ -43,7 +43,8 @@ def test_missing_checkpoint_names_its_path(tmp_path):
 @pytest.mark.parametrize("override, message", [
     ("dagger.beta.value=1.5", "params.yaml: dagger.beta.value: Input should be less than or equal to 1 (got 1.5)"),
     ("dagger.betta=0.5", "params.yaml: unknown key 'dagger.betta'; allowed: beta, concurrency, "
-                         "episodes_per_iteration, iterations, label_cache, labels_per_iteration, rollin_turns"),
+                         "episodes_per_iteration, iterations, label_cache, labels_per_iteration, max_failed_share, "
+                             "rollin_turns"),
     ("dagger.beta.kind=cosine", "params.yaml: dagger.beta.kind: Input should be 'constant', 'linear', 'exponential' "
                                 "or 'floored_linear' (got 'cosine')"),
 ])
@@ -84,4 +85,4 @@ def test_terminal_table_shows_served_teacher_columns_only_when_filled():
     assert not set(SERVED_ONLY) & set(shown_columns(oracle_rows))
     served = [{**oracle_rows[0], "teacher_tokens": 1200, "teacher_cost_usd": 0.01}]
     assert {"teacher_tokens", "teacher_cost_usd"} <= set(shown_columns(served))
-    assert "label_errors" not in shown_columns(served)
+    assert "failed" not in shown_columns(served)

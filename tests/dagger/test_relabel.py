@@ -1,11 +1,14 @@
 """Relabeling with a deliberately bad student; teacher calls per state; the label cache; determinism."""
 
+import pytest
+
 from daggerlm.agent.format import extract_action
 from daggerlm.config import AgentConfig
 from daggerlm.dagger.aggregate import aggregate, read_parquet, write_parquet
 from daggerlm.dagger.label_cache import CachedTeacher, LabelCache
 from daggerlm.dagger.relabel import relabel
 from daggerlm.dagger.rollout import collect_rollouts
+from daggerlm.errors import InfrastructureError
 from daggerlm.instances.synthetic import generate
 from daggerlm.policies import make_policy
 from daggerlm.policies.base import Completion
@@ -128,8 +131,9 @@ def test_failed_labels_are_asked_again_when_the_stage_reruns(tmp_path, runtime):
     server = _Unavailable()
     teacher = CachedTeacher(server, LabelCache(tmp_path / "cache"))
     runner = LocalRunner(tmp_path / "items")  # the stage's per-item results, as a re-run finds them
-    _, rows = relabel(trajectories, by_id, teacher, runner=runner)
-    assert rows == []  # every state failed: no example, nothing cached as a label
+    with pytest.raises(InfrastructureError, match="label: 3 of 3 items failed outside the agent"):
+        relabel(trajectories, by_id, teacher, runner=runner)
+    assert not list((tmp_path / "items").glob("*.json")) and not (tmp_path / "cache").exists()  # nothing kept
     server.up = True
     labeled, rows = relabel(trajectories, by_id, teacher, runner=runner)
     states = sum(len(t.turns) for t in trajectories)

@@ -96,5 +96,5 @@ def test_deployment_runs_on_a_process_worker(tmp_path):
     status = subprocess.run(["dvc", "status"], cwd=project, env=env, capture_output=True, text=True)
     assert "Data and pipelines are up to date" in status.stdout
     labels = json.loads((project / "data/labels/iter_0/stats.json").read_text())
-    assert labels["teacher_prompt_tokens"] > 0 and labels["label_errors"] == 0  # the teacher answered over HTTP
+    assert labels["teacher_prompt_tokens"] > 0 and labels["failed_trajectories"] == 0  # the teacher answered over HTTP
     assert not files_containing(tmp_path, TEACHER_KEY)
