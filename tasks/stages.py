@@ -59,8 +59,9 @@ def dvc_stage(stage: str, project: str) -> dict:
     if r.returncode != 0:
         logger.error(output[-4000:])
         code = stage_exit_code(output)
-        reason = next((line for line in reversed(output.splitlines()) if "error" in line.lower() or "failed" in line.lower()),
-                      output.splitlines()[-1] if output else "")
+        lines = output.splitlines() or [""]
+        own = [line for line in lines if line.startswith(("error: ", "failed (retry may help): "))]
+        reason = own[-1] if own else lines[-1]  # the stage's own one-line message, else DVC's last word
         raise StageFailed(f"dvc repro {stage} failed (stage exit {code}): {reason}", code)
     ran = "Running stage" in output
     for line in output.splitlines():  # relay what an episode stage says of itself: its stats, what it reused

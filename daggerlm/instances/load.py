@@ -1,11 +1,14 @@
 """Load and validate instances from JSONL, parquet or a Hugging Face dataset name.
 
-Every error is one line naming the file, the line (or row) and the field.
+Every error is one line naming the file, the line (or row) and the field. A file names an
+instance's `repo_snapshot` relative to itself, so an instances file and its snapshots can move
+together to another directory or machine.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -84,7 +87,7 @@ def load_hub(name: str, split: str = "test") -> list[Instance]:
     return _check_unique(out, name)
 
 
-def load_instances(spec: str | Path, split: str = "test") -> list[Instance]:
+def _load_instances(spec: str | Path, split: str = "test") -> list[Instance]:
     """Load instances from a `.jsonl`/`.json` file, a `.parquet` file, or a hub dataset name."""
     path = Path(spec)
     if path.suffix in {".jsonl", ".json"}:
@@ -102,6 +105,22 @@ def load_instances(spec: str | Path, split: str = "test") -> list[Instance]:
     raise InputError(f"{spec}: not a file and not a dataset name (expected owner/name, e.g. {sorted(HUB_DATASETS)[0]})")
 
 
+def load_instances(spec: str | Path, split: str = "test") -> list[Instance]:
+    """Instances from a JSONL or parquet file or a hub dataset; snapshots resolved against the file."""
+    items = _load_instances(spec, split)
+    base = Path(spec).parent
+    return [i.model_copy(update={"repo_snapshot": str((base / i.repo_snapshot).resolve())})
+            if i.repo_snapshot and not Path(i.repo_snapshot).is_absolute() else i for i in items]
+
+
 def write_instances(path: str | Path, instances: Iterable[Instance]) -> Path:
     """Atomically write instances as JSONL."""
-    return atomic_write_jsonl(path, (i.model_dump(mode="json", exclude_none=True) for i in instances))
+    path = Path(path)
+
+    def record(i: Instance) -> dict:
+        data = i.model_dump(mode="json", exclude_none=True)
+        if i.repo_snapshot and Path(i.repo_snapshot).is_absolute():
+            data["repo_snapshot"] = os.path.relpath(i.repo_snapshot, path.parent.resolve())
+        return data
+
+    return atomic_write_jsonl(path, (record(i) for i in instances))

@@ -45,7 +45,7 @@ class OpenAIPolicy:
     def __init__(self, base_url: str, model: str, sampling: Sampling | None = None, *,
                  api_key_env: str = "OPENAI_API_KEY", stop: list[str] | None = None, timeout_s: float = 120.0,
                  max_retries: int = 4, concurrency: int = 32, requests_per_minute: float | None = None,
-                 send_state: bool = False, fingerprint: str | None = None):
+                 send_state: bool = False, fingerprint: str | None = None, provider: str | None = None):
         import openai
 
         self.model, self.sampling, self.stop = model, sampling or Sampling(), list(stop or [])
@@ -57,7 +57,9 @@ class OpenAIPolicy:
         self.concurrency = concurrency
         self.rate = RateLimiter(requests_per_minute)
         s = self.sampling
-        self.identity = (f"openai:{model}" + (f"@{fingerprint}" if fingerprint else "")
+        # who serves it is part of the identity (two providers of one model name answer differently);
+        # a server this pipeline starts on a free port is named by what it serves instead (`provider`)
+        self.identity = (f"openai:{model}" + (f"@{fingerprint}" if fingerprint else "") + f"|{provider or base_url}"
                          + f"|t={s.temperature}|top_p={s.top_p}|max_new={s.max_new_tokens}"
                          + (f"|stop={self.stop}" if self.stop else ""))
 

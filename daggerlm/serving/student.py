@@ -102,4 +102,5 @@ def _open_policy(student: StudentConfig, checkpoint: str) -> Iterator[Policy]:
         if model == SERVED_NAME and server.launch == "vllm" and "--enable-lora" in argv:
             load_lora_adapter(base_url, SERVED_NAME, checkpoint)
         served = endpoint.model_copy(update={"base_url": base_url, "model": model})
-        yield make_policy("openai", **served.policy_kwargs(student.sampling, fingerprint=fingerprint))
+        yield make_policy("openai", **served.policy_kwargs(student.sampling, fingerprint=fingerprint),
+                          provider=f"{server.launch} server")

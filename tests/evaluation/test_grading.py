@@ -1,4 +1,8 @@
 import json
+import subprocess
+import sys
+
+import pytest
 
 from swebench.harness.constants import FAIL_TO_PASS, PASS_TO_PASS
 
@@ -160,3 +164,26 @@ def test_grading_agrees_with_itself_and_the_cli(eval_instances, runtime, tmp_pat
     reports = [json.loads(line) for line in (tmp_path / "reports.jsonl").read_text().splitlines()]
     assert [x["resolved"] for x in reports] == [True, False]
     assert reports[0] == first
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "predictions file not found"),
+    ('{"instance_id": "x", "model_patch": ""\n', ":1: malformed JSON"),
+    ('["not", "an", "object"]\n', ":1: expected a JSON object with instance_id and model_patch"),
+    ('{"instance_id": "INSTANCE"}\n', ":1: missing field or unknown instance 'model_patch'"),
+    ('{"instance_id": "INSTANCE", "model_patch": 3}\n', ":1: model_patch must be a string (got int)"),
+])
+def test_grade_command_rejects_bad_predictions_in_one_line(tmp_path, eval_instances, content, message):
+    from daggerlm.instances import write_instances
+
+    instances = write_instances(tmp_path / "instances.jsonl", eval_instances[:1])
+    predictions = tmp_path / "predictions.jsonl"
+    if content is not None:
+        predictions.write_text(content.replace("INSTANCE", eval_instances[0].instance_id))
+    r = subprocess.run([sys.executable, "-m", "daggerlm.cli", "grade", "--instances", str(instances),
+                        "--predictions", str(predictions), "--out", str(tmp_path / "reports.jsonl")],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {predictions}") and message in lines[0], r.stderr
+    assert not (tmp_path / "reports.jsonl").exists()

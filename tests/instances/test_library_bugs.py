@@ -50,3 +50,25 @@ def test_libraries_without_tests_or_with_a_failing_suite_are_skipped_with_a_reas
     with pytest.raises(LibrarySkipped, match=r"tests fail before any mutation, e\.g\. "):
         mutate_library(lib, 1, 0, root / "cache", runtime)
     assert git(repo, "rev-parse", f"{buggy}^").strip() == clean
+
+
+def test_an_instances_file_moves_with_its_snapshot(toolz_run, tmp_path):
+    """The file names its snapshot relative to itself: move both elsewhere and the instance still runs."""
+    import json
+    import shutil
+
+    from daggerlm.instances import load_instances, write_instances
+
+    _, runtime, _, instances, _ = toolz_run
+    snapshot = instances[0].repo_snapshot
+    first = tmp_path / "first"
+    shutil.copytree(snapshot, first / "snapshots" / "toolz.git")
+    moved = instances[0].model_copy(update={"repo_snapshot": str(first / "snapshots" / "toolz.git")})
+    write_instances(first / "data" / "instances.jsonl", [moved])
+    stored = json.loads((first / "data" / "instances.jsonl").read_text())["repo_snapshot"]
+    assert stored == "../snapshots/toolz.git"
+    second = tmp_path / "elsewhere" / "project"
+    shutil.move(first, second)
+    [loaded] = load_instances(second / "data" / "instances.jsonl")
+    assert loaded.repo_snapshot == str(second / "snapshots" / "toolz.git")
+    assert grade(loaded, loaded.patch, runtime)["resolved"] and not grade(loaded, "", runtime)["resolved"]
