@@ -64,7 +64,9 @@ DURATION = re.compile(r"\bin \d+(?:\.\d+)?s\b(?: \(\d+:\d\d:\d\d\))?")
 """A test runner's wall time: pytest's "in 0.02s (0:00:00)", unittest's "Ran 3 tests in 0.001s"."""
 
 
-class UnsafeSandboxError(RuntimeError):
+class UnsafeSandboxError(InputError):
+    """Agent commands cannot be isolated here (a setting or a missing tool: exit 2, not retried)."""
+
     pass
 
 
