@@ -67,8 +67,6 @@ DURATION = re.compile(r"\bin \d+(?:\.\d+)?s\b(?: \(\d+:\d\d:\d\d\))?")
 class UnsafeSandboxError(InputError):
     """Agent commands cannot be isolated here (a setting or a missing tool: exit 2, not retried)."""
 
-    pass
-
 
 class SandboxSetupError(InfrastructureError):
     """The sandbox could not set up a command's isolation: an infrastructure failure, not the agent's."""
