@@ -39,9 +39,12 @@ from daggerlm.runtime.git import checkout_instance
 _PRELUDE = r"""
 fail() { echo "daggerlm-sandbox: $1" >&2; exit "$2"; }
 mount --make-rprivate / || fail "cannot make the mounts private" 250
-while read -r _ _ _ _ mp _; do
+while read -r id _ _ _ mp _; do
   case "$mp" in *\\*) mp=$(printf '%b' "$mp");; esac
-  mount -o remount,bind,ro "$mp" 2>/dev/null || fail "cannot make $mp read-only" 250
+  mount -o remount,bind,ro "$mp" 2>/dev/null && continue
+  # a mount hidden under another one, or gone with a container torn down while this namespace was
+  # copied, is not what its path reaches (that mount is remounted in its own turn): skip it
+  [ "$(findmnt -n -o ID -T "$mp" 2>/dev/null)" = "$id" ] && fail "cannot make $mp read-only" 250
 done < /proc/self/mountinfo
 mount --bind "$1" "$1" && mount -o remount,bind,rw "$1" || fail "cannot make $1 writable" 251
 ulimit -v "$3" -f "$4" -u "$5" || fail "cannot set the limits" 252
@@ -300,7 +303,14 @@ class LocalSandbox(Sandbox):
     # --- running commands ------------------------------------------------------------------
     def run(self, command: str, timeout: float | None = None) -> dict[str, Any]:
         """Run one bash command in the sandbox; never raises for the command's own failures. A command
-        that outlives `timeout` or grows the episode directory past `runtime.disk_mb` is killed."""
+        that outlives `timeout` or grows the episode directory past `runtime.disk_mb` is killed. A
+        setup that failed (a host mount changing while the namespace was copied) is tried once more."""
+        try:
+            return self._run(command, timeout)
+        except SandboxSetupError:
+            return self._run(command, timeout)
+
+    def _run(self, command: str, timeout: float | None) -> dict[str, Any]:
         timeout = timeout or self.config.timeout_s
         if self.isolated:
             argv = [*self._join, *_prelude_argv(str(self.root), str(self.repo), self.config, command)]
