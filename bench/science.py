@@ -53,7 +53,7 @@ from bench.sft_precision import cpu_model_and_flags  # noqa: E402
 from daggerlm.agent.format import EDIT_COMMAND, extract_action, render_response, turns_of  # noqa: E402
 from daggerlm.agent.trajectory import Trajectory  # noqa: E402
 from daggerlm.config import Params, load_params  # noqa: E402
-from daggerlm.dagger import stages  # noqa: E402
+from daggerlm.dagger import pipeline, stages  # noqa: E402
 from daggerlm.dagger.rollout import read_trajectories  # noqa: E402
 from daggerlm.evaluation.agreement import actions_by_state, agreement_by_state, state_kind  # noqa: E402
 from daggerlm.evaluation.recovery import states_after_setback  # noqa: E402
@@ -200,7 +200,7 @@ def train_fit(p: Params, k: int) -> dict:
     cache = Path(p.data) / f"train_fit_{k}.json"
     if cache.is_file():
         return json.loads(cache.read_text())
-    result = fit_by_state(p, k, str(stages.layout(p).trained(k)))
+    result = fit_by_state(p, k, str(stages.layout(p).checkpoint(k + 1)))
     atomic_write_json(cache, result)
     return result
 
@@ -233,7 +233,7 @@ def iteration_result(p: Params, k: int) -> dict:
     lay = stages.layout(p)
     read = lambda path: json.loads(path.read_text())  # noqa: E731
     agg, metrics = read(lay.aggregated(k) / "stats.json"), read(lay.eval(k) / "metrics.json")
-    trained = read(lay.trained(k) / "daggerlm_checkpoint.json")
+    trained = read(lay.checkpoint(k + 1) / "daggerlm_checkpoint.json")
     rollout, labels = read(lay.rollouts(k) / "stats.json"), read(lay.labels(k) / "stats.json")
     episodes = eval_episodes(lay, k)
     teacher = Oracle(**p.teacher.oracle_kwargs())
@@ -282,9 +282,9 @@ def stage_seconds(p: Params) -> dict:
 
 
 def run_iteration(p: Params, k: int) -> None:
-    for stage in (stages.stage_rollout, stages.stage_label, stages.stage_aggregate, stages.stage_train,
-                  stages.stage_evaluate):
-        timed(p, f"{stage.__name__.removeprefix('stage_')}_{k}", lambda: stage(p, k))  # noqa: B023
+    """Iteration k's stages, in the order the pipeline's stage table declares, each timed."""
+    for stage, _ in pipeline.order(k, k + 1, with_shared=False)[:-1]:  # without the report
+        timed(p, f"{stage.name}_{k}", lambda: pipeline.run_stage(p, stage.name, k))  # noqa: B023
 
 
 def shared_start(job: tuple) -> dict:

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.science import SANDBOXES, SlipFirstEdit  # noqa: E402
 from daggerlm.config import load_params  # noqa: E402
 from daggerlm.dagger import stages  # noqa: E402
-from daggerlm.dagger.stages import Layout  # noqa: E402
+from daggerlm.dagger.layout import Layout  # noqa: E402
 from daggerlm.evaluation import evaluate  # noqa: E402
 from daggerlm.instances import load_instances  # noqa: E402
 from daggerlm.io import atomic_write_json, parse_overrides  # noqa: E402
@@ -37,7 +37,7 @@ from daggerlm.policies.checkpoints import CHECKPOINT_META  # noqa: E402
 
 def reevaluate(run: Path, out: Path, iteration: int, overrides: dict, slip: bool = False) -> dict:
     """The metrics of run's student of iteration `iteration` (trained in it), evaluated again into `out`."""
-    model = Layout(run).trained(iteration)
+    model = Layout(run).checkpoint(iteration + 1)
     meta = json.loads((model / CHECKPOINT_META).read_text())
     eval_split = Layout(run).instances("eval")
     p = load_params(None, {"seed": int(run.parent.name.removeprefix("seed_")), "student.model": str(model),

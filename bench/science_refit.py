@@ -53,8 +53,8 @@ def main() -> None:
         for arm in a.arms:
             for seed in a.seeds or s.seeds:
                 p = arm_params(s, seed, arm, root, {})
-                if not stages.layout(p).trained(k).is_dir():
-                    sys.exit(f"science_refit: {stages.layout(p).trained(k)} not found (run bench/science.py first)")
+                if not stages.layout(p).checkpoint(k + 1).is_dir():
+                    sys.exit(f"science_refit: {stages.layout(p).checkpoint(k + 1)} not found (run bench/science.py first)")
                 for epochs in a.epochs:
                     row = {"arm": arm, "seed": seed, **refit(p, k, epochs, Path(tmp) / f"{arm}-{seed}-{epochs}")}
                     print(row, flush=True)

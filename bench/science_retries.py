@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from daggerlm.agent.trajectory import Trajectory  # noqa: E402
-from daggerlm.dagger.stages import Layout  # noqa: E402
+from daggerlm.dagger.layout import Layout  # noqa: E402
 from daggerlm.evaluation.agreement import action_kind, worktree  # noqa: E402
 from daggerlm.instances import load_instances  # noqa: E402
 from daggerlm.io import ResultStore  # noqa: E402

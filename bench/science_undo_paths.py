@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.science import SETBACK_STATE, eval_episodes  # noqa: E402
-from daggerlm.dagger.stages import Layout  # noqa: E402
+from daggerlm.dagger.layout import Layout  # noqa: E402
 from daggerlm.evaluation.agreement import action_kind, state_kind  # noqa: E402
 from daggerlm.policies.oracle import changed_paths  # noqa: E402
 

@@ -1,9 +1,8 @@
-"""The `daggerlm` command line: one command per stage (what dvc.yaml calls), plus the whole loop.
+"""The `daggerlm` command line: the loop, one stage command (what dvc.yaml calls), and tools.
 
-    daggerlm run                        # the main job: every stage of every iteration in params.yaml
-    daggerlm instances make             # stage: synthetic train/eval splits of params.yaml
-    daggerlm init-model                 # stage: the tiny student, built locally
-    daggerlm rollout -i K | label -i K | aggregate -i K | train -i K | evaluate -i K
+    daggerlm run                        # every stage of every iteration of params.yaml, in one process
+    daggerlm stage NAME [-i K] [--prefect]   # one stage (instances, init-model, rollout, ..., report)
+    daggerlm iterations set N           # params.yaml's dagger.iterations, and dvc.yaml regenerated
     daggerlm oracle --seed 7            # the oracle on a synthetic eval split (a sanity check)
     daggerlm instances synth|validate|show ...
     daggerlm grade --instances FILE --predictions predictions.jsonl --out reports.jsonl
@@ -194,19 +193,53 @@ def _metrics_table(title: str, metrics: dict) -> Table:
     return table
 
 
-IterOpt = Annotated[int, typer.Option("--iteration", "-i", min=0, help="DAgger iteration K.")]
 
 
 def _print_stats(title: str, stats: dict) -> None:
     Console().print(_metrics_table(title, stats))
 
 
-@instances_app.command("make")
-def instances_make(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
-    """Stage: write the synthetic train and eval splits of params.yaml under data/instances/."""
-    from daggerlm.dagger import stages
+@app.command("stage")
+def stage_cmd(
+    name: Annotated[str, typer.Argument(help="A stage of daggerlm/dagger/pipeline.py: instances, init-model, rollout, "
+                                             "label, aggregate, train, evaluate, report.")],
+    iteration: Annotated[Optional[int], typer.Option("--iteration", "-i", min=0, help="K, for per-iteration stages.")] = None,
+    prefect: Annotated[bool, typer.Option(help="Run it as a Prefect flow, its items as tasks (what dvc.yaml runs).")] = False,
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Run one pipeline stage (what `dvc repro` runs for each entry of dvc.yaml)."""
+    from daggerlm.dagger.pipeline import run_stage, stage
 
-    print(json.dumps(stages.stage_instances(_params(params, set_))))
+    p = _params(params, set_)
+    if prefect and stage(name).fans_out:
+        from flows.stage import run_stage_flow  # the one place the library hands over to Prefect
+
+        result = run_stage_flow(p, name, iteration)
+    else:
+        result = run_stage(p, name, iteration)
+    if isinstance(result, dict):
+        _print_stats(f"{name}" + (f" {iteration}" if iteration is not None else ""),
+                     {k: v for k, v in result.items() if k != "config"})
+    else:
+        from daggerlm.report.table import markdown_table
+
+        print(markdown_table(result))
+
+
+pipeline_app = typer.Typer(no_args_is_help=True, help="The pipeline declared in daggerlm/dagger/pipeline.py.")
+app.add_typer(pipeline_app, name="pipeline")
+
+
+@pipeline_app.command("write")
+def pipeline_write(params: ParamsOpt = Path("params.yaml"),
+                   out: Annotated[Path, typer.Option(help="Where to write it.")] = Path("dvc.yaml")) -> None:
+    """Write dvc.yaml from the stage table for params.yaml (iterations, data root)."""
+    from daggerlm.dagger.pipeline import dvc_yaml
+    from daggerlm.io import atomic_write_text
+
+    atomic_write_text(out, dvc_yaml(_params(params, None)))
+    console.print(f"wrote {out}")
 
 
 iterations_app = typer.Typer(no_args_is_help=True, help="Set how many DAgger iterations params.yaml runs.")
@@ -214,78 +247,35 @@ app.add_typer(iterations_app, name="iterations")
 
 
 @iterations_app.command("set")
-def iterations_set(n: Annotated[int, typer.Argument(min=1)], params: ParamsOpt = Path("params.yaml")) -> None:
-    """Write dagger.iterations = N and the per-iteration paths dvc.yaml iterates over (comments kept)."""
+def iterations_set(n: Annotated[int, typer.Argument(min=1)], params: ParamsOpt = Path("params.yaml"),
+                   dvc_file: Annotated[Path, typer.Option(help="dvc.yaml to regenerate.")] = Path("dvc.yaml")) -> None:
+    """Write dagger.iterations = N to params.yaml (comments kept) and regenerate dvc.yaml."""
     from daggerlm.config import set_iterations
+    from daggerlm.dagger.pipeline import dvc_yaml
+    from daggerlm.io import atomic_write_text
 
-    set_iterations(params, n)
-    console.print(f"{params}: {n} iterations (dvc stages rollout@0 .. rollout@{n - 1}, and so on)")
-
-
-@app.command("init-model")
-def init_model_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
-    """Stage: build the tiny student (tokenizer trained locally, random weights) at student.model."""
-    from daggerlm.dagger import stages
-
-    print(json.dumps(stages.stage_init_model(_params(params, set_))))
-
-
-@app.command("rollout")
-def rollout_cmd(iteration: IterOpt, params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
-    """Stage: roll out checkpoint K on the train split with β-mixing."""
-    from daggerlm.dagger import stages
-
-    _print_stats(f"rollout {iteration}", stages.stage_rollout(_params(params, set_), iteration))
-
-
-@app.command("label")
-def label_cmd(iteration: IterOpt, params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
-    """Stage: label every state visited in iteration K (batched, through the label cache)."""
-    from daggerlm.dagger import stages
-
-    _print_stats(f"label {iteration}", stages.stage_label(_params(params, set_), iteration))
-
-
-@app.command("aggregate")
-def aggregate_cmd(iteration: IterOpt, params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
-    """Stage: aggregate K = aggregate K-1 ∪ labels K, de-duplicated by state hash."""
-    from daggerlm.dagger import stages
-
-    _print_stats(f"aggregate {iteration}", stages.stage_aggregate(_params(params, set_), iteration))
-
-
-@app.command("train")
-def train_cmd(iteration: IterOpt, params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
-    """Stage: fine-tune on aggregate K (TRL SFT) into checkpoint K+1."""
-    from daggerlm.dagger import stages
-
-    meta = stages.stage_train(_params(params, set_), iteration)
-    _print_stats(f"train {iteration}", {k: v for k, v in meta.items() if k != "config"})
+    p = set_iterations(params, n)
+    atomic_write_text(dvc_file, dvc_yaml(p))
+    console.print(f"{params}: {n} iterations; {dvc_file} regenerated (stages rollout@0 .. rollout@{n - 1}, ...)")
 
 
 @app.command("evaluate")
 def evaluate_cmd(
-    iteration: Annotated[Optional[int], typer.Option("--iteration", "-i", min=0,
-                                                     help="Stage: evaluate checkpoint K+1 on the eval split.")] = None,
-    instances: Annotated[Optional[str], typer.Option(help="Or: any instances file / dataset name ...")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="... evaluated by evaluation.policy into this directory.")] = None,
+    instances: Annotated[str, typer.Option(help="Any instances file or dataset name ...")],
+    out: Annotated[Path, typer.Option(help="... evaluated by evaluation.policy (the initial student) into this directory.")],
     params: ParamsOpt = Path("params.yaml"),
     set_: SetOpt = None,
 ) -> None:
-    """Evaluate a policy and grade it: predictions.jsonl, metrics.json, results/."""
+    """Evaluate a policy on any instances and grade it: predictions.jsonl, metrics.json, results/."""
     from daggerlm.dagger import stages
     from daggerlm.evaluation import evaluate
     from daggerlm.instances import load_instances
 
     p = _params(params, set_)
-    if iteration is not None:
-        _print_stats(f"evaluate {iteration}", stages.stage_evaluate(p, iteration))
-        return
-    if instances is None or out is None:
-        raise InputError("evaluate: give --iteration K, or both --instances and --out")
     with stages.evaluation_policy(p, 0) as (policy, _):
         metrics = evaluate(load_instances(instances), policy, out, runtime=p.runtime, agent=p.agent,
-                           concurrency=p.evaluation.concurrency, model_name=policy.identity, seed=p.seed)
+                           concurrency=p.evaluation.concurrency, model_name=policy.identity, seed=p.seed,
+                           max_failed_share=p.dagger.max_failed_share)
     _print_stats(f"{policy.identity} on {instances}", metrics)
 
 
@@ -326,15 +316,6 @@ def grade_cmd(
     print(json.dumps({"graded": len(reports), "resolved": sum(r["resolved"] for r in reports)}))
 
 
-@app.command("report")
-def report_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
-    """Stage: the per-iteration table from the stats files (data/report/)."""
-    from daggerlm.dagger import stages
-    from daggerlm.dagger.loop import markdown_table
-
-    print(markdown_table(stages.stage_report(_params(params, set_))))
-
-
 @app.command("oracle")
 def oracle_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the synthetic eval split.")] = 0,
@@ -361,9 +342,10 @@ def oracle_cmd(
 
 @app.command("run")
 def run_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
-    """The main job: every DAgger iteration of params.yaml; prints and saves the per-iteration table."""
+    """Every DAgger iteration of params.yaml in this process (no Prefect, no DVC); prints the table."""
     from daggerlm.dagger import stages
-    from daggerlm.dagger.loop import SHORT, run_dagger, shown_columns
+    from daggerlm.dagger.loop import run_dagger
+    from daggerlm.report.table import SHORT, shown_columns
 
     p = _params(params, set_)
     rows = run_dagger(p, log=lambda msg: console.print(msg, highlight=False))
@@ -374,7 +356,7 @@ def run_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
     for r in rows:
         table.add_row(*(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in columns))
     Console().print(table)
-    console.print(f"table saved to {stages.layout(p).root}/summary.md and summary.json")
+    console.print(f"table saved to {stages.layout(p).report()}/summary.md and iterations.json")
 
 
 def main() -> None:

@@ -7,12 +7,13 @@ params.yaml fails with one line naming the key instead of being silently ignored
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from daggerlm.dagger.schedules import BetaSchedule
 from daggerlm.errors import InputError
@@ -22,8 +23,47 @@ from daggerlm.policies.sampling import Sampling
 from daggerlm.training.config import TinyModelConfig, TrainConfig
 
 
+_READS: set[str] | None = None
+"""While `record_reads` runs: the dotted params read, from any thread."""
+_PATHS: dict[int, str] = {}
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    def __getattribute__(self, name: str):
+        value = super().__getattribute__(name)
+        if _READS is not None and not name.startswith("_") and name in type(self).model_fields \
+                and not isinstance(value, Section) and (path := _PATHS.get(id(self))) is not None:
+            _READS.add(f"{path}{name}")
+        return value
+
+    def model_dump(self, *args, **kwargs):  # a whole section read at once (hashed, serialized)
+        if _READS is not None and (path := _PATHS.get(id(self))):
+            _READS.add(path.rstrip("."))
+        return super().model_dump(*args, **kwargs)
+
+
+@contextmanager
+def record_reads(p: Section) -> Iterator[set[str]]:
+    """Record the params read (dotted paths, e.g. `runtime.timeout_s`; a whole section when it is
+    dumped) while the block runs: how the pipeline test checks each stage's declared reads."""
+    global _READS
+
+    def walk(section: Section, prefix: str) -> None:
+        _PATHS[id(section)] = prefix
+        for name in type(section).model_fields:
+            value = object.__getattribute__(section, name)
+            if isinstance(value, Section):
+                walk(value, f"{prefix}{name}.")
+
+    walk(p, "")
+    _READS = reads = set()
+    try:
+        yield reads
+    finally:
+        _READS = None
+        _PATHS.clear()
 
 
 class RuntimeConfig(Section):
@@ -241,15 +281,6 @@ class EvalConfig(Section):
     concurrency: int = Field(8, ge=1)
 
 
-class IterationPaths(Section):
-    """What dvc.yaml's per-iteration stages need beyond K (DVC templates cannot compute K−1 or K+1)."""
-
-    previous_aggregate: str
-    """Aggregate K−1 (for K = 0: the train split, an upstream file, so the dependency is harmless)."""
-    next_checkpoint: str
-    """Where training in iteration K writes the student of iteration K+1."""
-
-
 class Params(Section):
     seed: int = 0
     data: str = "data"
@@ -262,20 +293,6 @@ class Params(Section):
     evaluation: EvalConfig = EvalConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     agent: AgentConfig = AgentConfig()
-    pipeline: dict[str, IterationPaths] = {}
-    """Written by `daggerlm iterations set N`; dvc.yaml's foreach stages iterate over it."""
-
-    @model_validator(mode="after")
-    def _pipeline_matches_iterations(self) -> Params:
-        if self.pipeline and sorted(self.pipeline, key=int) != [str(k) for k in range(self.dagger.iterations)]:
-            raise ValueError(f"pipeline has iterations {sorted(self.pipeline, key=int)} but dagger.iterations is "
-                             f"{self.dagger.iterations}; run `daggerlm iterations set {self.dagger.iterations}`")
-        return self
-
-
-def pipeline_paths(iterations: int, data: str = "data") -> dict[str, dict[str, str]]:
-    return {str(k): {"previous_aggregate": f"{data}/aggregated/iter_{k - 1}" if k else f"{data}/instances/train.jsonl",
-                     "next_checkpoint": f"{data}/checkpoints/iter_{k + 1}"} for k in range(iterations)}
 
 
 def _allowed_keys(loc: tuple) -> list[str]:
@@ -324,9 +341,9 @@ def load_params(path: str | Path | None = None, overrides: dict | None = None) -
         raise InputError(_describe(err, source)) from None
 
 
-def edit_params(path: str | Path, edit: Callable[[dict], None]) -> None:
-    """Apply `edit` to a params file, keeping its comments, quotes and layout; recompute `pipeline`
-    (the paths DVC templates cannot compute); validate; write only if something changed."""
+def edit_params(path: str | Path, edit: Callable[[dict], None]) -> Params:
+    """Apply `edit` to a params file, keeping its comments, quotes and layout; validate; write only
+    if something changed. Returns the params as edited."""
     import io
 
     from ruamel.yaml import YAML
@@ -337,17 +354,18 @@ def edit_params(path: str | Path, edit: Callable[[dict], None]) -> None:
     before = path.read_text() if path.is_file() else ""
     data = rt.load(before) or {}
     edit(data)
-    data["pipeline"] = pipeline_paths(int(data.get("dagger", {}).get("iterations", 1)), str(data.get("data", "data")))
+    data.pop("pipeline", None)  # written by earlier versions; dvc.yaml now carries the per-iteration paths
     buffer = io.StringIO()
     rt.dump(data, buffer)
     try:
-        Params.model_validate(load_yaml(buffer.getvalue()))
+        params = Params.model_validate(load_yaml(buffer.getvalue()))
     except ValidationError as err:
         raise InputError(_describe(err, str(path))) from None
     if buffer.getvalue() != before:
         atomic_write_text(path, buffer.getvalue())
+    return params
 
 
-def set_iterations(path: str | Path, n: int) -> None:
-    """Rewrite `dagger.iterations` and `pipeline` in a params file."""
-    edit_params(path, lambda data: data.setdefault("dagger", {}).__setitem__("iterations", n))
+def set_iterations(path: str | Path, n: int) -> Params:
+    """Rewrite `dagger.iterations` in a params file."""
+    return edit_params(path, lambda data: data.setdefault("dagger", {}).__setitem__("iterations", n))

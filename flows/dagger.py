@@ -3,9 +3,9 @@
     python -m flows.dagger                 # run once on params.yaml (temporary local Prefect server)
     python -m flows.dagger --serve         # development: serve the flow, trigger runs from the UI
 
-Parameters given in the UI are validated (pydantic) and written to params.yaml before any stage
-runs; then every stage runs through DVC in pipeline order, so `dvc status` is clean afterwards and
-an unchanged stage is skipped.
+Parameters given in the UI are validated (pydantic) and written to params.yaml, and dvc.yaml is
+regenerated from the stage table, before any stage runs; then every stage runs through DVC in
+pipeline order, so `dvc status` is clean afterwards and an unchanged stage is skipped.
 """
 
 from __future__ import annotations
@@ -18,10 +18,13 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.artifacts import update_progress_artifact
 from pydantic import BaseModel, ConfigDict, Field
 
-from daggerlm.config import edit_params, load_params
-from daggerlm.dagger.loop import markdown_table
+from daggerlm.config import Params, edit_params, load_params
+from daggerlm.dagger.layout import Layout
+from daggerlm.dagger.pipeline import dvc_name, dvc_yaml, order
 from daggerlm.dagger.schedules import BetaSchedule
-from daggerlm.io import ResultStore
+from daggerlm.errors import InputError
+from daggerlm.io import ResultStore, atomic_write_text
+from daggerlm.report.table import markdown_table
 from tasks.stages import dvc_stage
 
 
@@ -29,7 +32,10 @@ class DaggerRun(BaseModel):
     """What the UI form asks for; anything left empty keeps its params.yaml value."""
 
     model_config = ConfigDict(extra="forbid")
-    iterations: int | None = Field(None, ge=1, description="DAgger iterations to run.")
+    iterations: int | None = Field(None, ge=1, description="DAgger iterations to run (in all).")
+    more_iterations: int | None = Field(None, ge=1, description=(
+        "Or: run this many iterations past those already done (each with its β from the schedule); what "
+        "a schedule uses, so each scheduled run performs the next iteration."))
     beta: BetaSchedule | None = Field(None, description="β schedule (teacher probability per iteration).")
     seed: int | None = None
     train_instances: int | None = Field(None, ge=1)
@@ -37,19 +43,28 @@ class DaggerRun(BaseModel):
     project: str = Field(".", description="Directory holding dvc.yaml and params.yaml.")
 
 
-def stage_order(iterations: int) -> list[str]:
-    per_iteration = [f"{s}@{k}" for k in range(iterations) for s in ("rollout", "label", "aggregate", "train",
-                                                                     "evaluate")]
-    return ["instances", "init-model", *per_iteration, "report"]
+def iterations_done(p: Params, project: Path) -> int:
+    """How many iterations, from the first, have finished (their evaluation's metrics exist)."""
+    lay = Layout(project / p.data)
+    done = 0
+    while (lay.eval(done) / "metrics.json").is_file():
+        done += 1
+    return done
 
 
-def write_params(run: DaggerRun) -> int:
-    """Apply the UI's values to params.yaml (comments kept); returns the number of iterations."""
-    path = Path(run.project) / "params.yaml"
+def write_params(run: DaggerRun) -> Params:
+    """Apply the UI's values to params.yaml (comments kept) and regenerate dvc.yaml from it."""
+    if run.iterations is not None and run.more_iterations is not None:
+        raise InputError("give iterations or more_iterations, not both")
+    project = Path(run.project)
+    path = project / "params.yaml"
+    iterations = run.iterations
+    if run.more_iterations is not None:
+        iterations = iterations_done(load_params(path), project) + run.more_iterations
 
     def edit(data: dict) -> None:
-        if run.iterations is not None:
-            data["dagger"]["iterations"] = run.iterations
+        if iterations is not None:
+            data["dagger"]["iterations"] = iterations
         if run.beta is not None:
             data["dagger"]["beta"] = run.beta.model_dump()
         if run.seed is not None:
@@ -59,24 +74,27 @@ def write_params(run: DaggerRun) -> int:
         if run.eval_instances is not None:
             data["instances"]["eval"]["n"] = run.eval_instances
 
-    edit_params(path, edit)
-    return load_params(path).dagger.iterations
+    p = edit_params(path, edit)
+    dvc_file = project / "dvc.yaml"
+    if not dvc_file.is_file() or dvc_file.read_text() != (text := dvc_yaml(p)):
+        atomic_write_text(dvc_file, text)
+    return p
 
 
 @flow(name="dagger", log_prints=True)
 def dagger_flow(run: DaggerRun = DaggerRun()) -> list[dict]:
-    iterations = write_params(run)
-    stages = stage_order(iterations)
+    p = write_params(run)
+    stages = [dvc_name(s, k) for s, k in order(0, p.dagger.iterations)]
     progress = create_progress_artifact(0.0, key="dagger-progress", description="stages done / all stages")
     results = []
     for i, stage in enumerate(stages, start=1):
         results.append(dvc_stage(stage, run.project))
         update_progress_artifact(progress, 100.0 * i / len(stages))
-    rows = json.loads((Path(run.project) / "data" / "report" / "iterations.json").read_text())
+    lay = Layout(Path(run.project) / p.data)
+    rows = json.loads((lay.report() / "iterations.json").read_text())
     create_markdown_artifact(markdown_table(rows), key="dagger-summary", description="per-iteration table")
-    last_eval = ResultStore(Path(run.project) / "data" / "eval" / f"iter_{iterations - 1}" / "results")
     table = []
-    for value in last_eval.values():
+    for value in ResultStore(lay.eval(p.dagger.iterations - 1) / "results").values():
         table.append({"instance_id": value["trajectory"]["instance_id"], "resolved": value["report"]["resolved"],
                       "turns": len(value["trajectory"]["turns"]), "exit_status": value["trajectory"]["exit_status"]})
     create_table_artifact(table, key="dagger-eval-instances", description="last iteration, per instance")

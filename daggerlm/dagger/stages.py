@@ -1,5 +1,5 @@
-"""The pipeline's stages, each a function of (params, iteration) that reads and writes files under
-`params.data`. The CLI (and so `dvc.yaml`) calls them one by one; `loop.run_dagger` calls them in order.
+"""The pipeline's stages, each a function of (params[, iteration]) that reads and writes files under
+`params.data`; `pipeline.STAGES` declares them (reads, deps, outs) and every entry point runs them from there.
 
     instances      data/instances/{train,eval}.jsonl
     init-model     params.student.model (a tiny model built locally)
@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from daggerlm.agent.runner import ItemRunner
 from daggerlm.config import Params
+from daggerlm.dagger.layout import Layout
 from daggerlm.dagger.aggregate import aggregate, write_parquet
 from daggerlm.dagger.label_cache import CachedTeacher, LabelCache
 from daggerlm.dagger.relabel import relabel, teacher_usage
@@ -34,39 +34,13 @@ from daggerlm.policies.base import Policy
 from daggerlm.serving.student import open_student
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Where each stage's outputs live."""
-
-    root: Path
-
-    def instances(self, split: str) -> Path:
-        return self.root / "instances" / f"{split}.jsonl"
-
-    def rollouts(self, k: int) -> Path:
-        return self.root / "rollouts" / f"iter_{k}"
-
-    def labels(self, k: int) -> Path:
-        return self.root / "labels" / f"iter_{k}"
-
-    def aggregated(self, k: int) -> Path:
-        return self.root / "aggregated" / f"iter_{k}"
-
-    def trained(self, k: int) -> Path:
-        """The checkpoint that training in iteration k writes (= the student of iteration k+1)."""
-        return self.root / "checkpoints" / f"iter_{k + 1}"
-
-    def eval(self, k: int) -> Path:
-        return self.root / "eval" / f"iter_{k}"
-
-
 def layout(p: Params) -> Layout:
     return Layout(Path(p.data))
 
 
 def checkpoint(p: Params, k: int) -> str:
     """The student that acts in iteration k: the initial model for k = 0, else what iteration k−1 trained."""
-    path = p.student.model if k == 0 else str(layout(p).trained(k - 1))
+    path = p.student.model if k == 0 else str(layout(p).checkpoint(k))
     local = Path(path)
     if k > 0 or p.student.build_tiny or local.exists():  # otherwise a hub id
         if not ((local / "config.json").is_file() or (local / "adapter_config.json").is_file()):
@@ -211,7 +185,7 @@ def stage_train(p: Params, k: int) -> dict:
     if not agg_stats.is_file():
         raise InputError(f"{agg_stats}: not found (run the aggregate stage of iteration {k} first)")
     init = checkpoint(p, 0) if p.train.init_from == "base" else checkpoint(p, k)
-    return train(lay.aggregated(k) / "train.parquet", init, lay.trained(k), p.train, seed=p.seed + k,
+    return train(lay.aggregated(k) / "train.parquet", init, lay.checkpoint(k + 1), p.train, seed=p.seed + k,
                  aggregate_hash=json.loads(agg_stats.read_text())["hash"], base_model=checkpoint(p, 0),
                  window=p.student.window)
 
@@ -227,15 +201,15 @@ def stage_evaluate(p: Params, k: int, runner: ItemRunner | None = None) -> dict:
 
 def stage_report(p: Params) -> list[dict]:
     """The per-iteration table from the stages' own stats files (what `dvc metrics/plots` show)."""
-    from daggerlm.dagger.loop import iteration_row, markdown_table
+    from daggerlm.report.table import iteration_row, markdown_table
 
     lay = layout(p)
     read = lambda path: json.loads(path.read_text())  # noqa: E731
     rows = [iteration_row(k, read(lay.rollouts(k) / "stats.json"), read(lay.labels(k) / "stats.json"),
                           read(lay.aggregated(k) / "stats.json"),
-                          read(lay.trained(k) / "daggerlm_checkpoint.json"), read(lay.eval(k) / "metrics.json"))
+                          read(lay.checkpoint(k + 1) / "daggerlm_checkpoint.json"), read(lay.eval(k) / "metrics.json"))
             for k in range(p.dagger.iterations)]
-    atomic_write_json(lay.root / "report" / "iterations.json", rows)
-    atomic_write_json(lay.root / "report" / "summary.json", {"final": rows[-1], "iterations": len(rows)})
-    atomic_write_text(lay.root / "report" / "summary.md", markdown_table(rows))
+    atomic_write_json(lay.report() / "iterations.json", rows)
+    atomic_write_json(lay.report() / "summary.json", {"final": rows[-1], "iterations": len(rows)})
+    atomic_write_text(lay.report() / "summary.md", markdown_table(rows))
     return rows

@@ -1,20 +1,48 @@
-"""The whole loop, tiny: every stage of two iterations, the table, and bad params."""
+"""The whole loop, tiny: every stage of two iterations, the table, the params each stage reads, and
+bad params."""
 
+import dataclasses
 import json
 import subprocess
 import sys
 
 import pytest
 
-from daggerlm.dagger.loop import COLUMNS, run_dagger
+from daggerlm.config import record_reads
+from daggerlm.dagger import loop, pipeline
+from daggerlm.dagger.loop import run_dagger
 from daggerlm.dagger.stages import checkpoint, stage_rollout
 from daggerlm.errors import InputError
+from daggerlm.report.table import COLUMNS
 from tests.conftest import REPO, tiny_params
 
 
-def test_two_iterations_end_to_end(tmp_path):
+def undeclared(stage: pipeline.Stage, reads: set[str]) -> set[str]:
+    """Params the stage read that its declaration does not cover (`data` is in dvc.yaml's paths)."""
+    declared = (*stage.reads, *stage.unaffected)
+    return {r for r in reads if r != "data" and not any(r == d or r.startswith(d + ".") for d in declared)}
+
+
+def test_two_iterations_end_to_end_and_every_param_read_is_declared(tmp_path, monkeypatch):
     p = tiny_params(tmp_path)
+    reads: dict[str, set[str]] = {}
+
+    def recorded(params, name, k=None, runner=None):
+        stage = pipeline.stage(name)
+        with record_reads(params) as seen:  # what the stage itself reads
+            result = stage.run(params) if k is None else stage.run(params, k)
+        reads.setdefault(name, set()).update(seen)
+        return result
+
+    monkeypatch.setattr(loop, "run_stage", recorded)
     rows = run_dagger(p, log=lambda msg: None)
+    assert set(reads) == set(pipeline.BY_NAME)
+    for name, seen in reads.items():
+        assert not undeclared(pipeline.BY_NAME[name], seen), f"{name} reads {undeclared(pipeline.BY_NAME[name], seen)}"
+    # the check bites: take one param the rollout stage read out of its declaration
+    rollout = pipeline.BY_NAME["rollout"]
+    narrower = dataclasses.replace(rollout, reads=tuple(r for r in rollout.reads if r != "dagger.beta"))
+    assert undeclared(narrower, reads["rollout"]) == {"dagger.beta"}
     assert [r["iteration"] for r in rows] == [0, 1] and [r["beta"] for r in rows] == [1.0, 0.8]
     assert all(set(COLUMNS) <= set(r) for r in rows)
     for r in rows:
@@ -23,8 +51,8 @@ def test_two_iterations_end_to_end(tmp_path):
     assert rows[0]["cache_hits"] == 0 and rows[1]["cache_hits"] >= 4  # first states repeat every iteration
     assert rows[1]["labels_total"] == rows[0]["labels_total"] + rows[1]["labels_new"]
     data = tmp_path / "data"
-    summary = json.loads((data / "summary.json").read_text())
-    assert summary["rows"] == rows and (data / "summary.md").read_text().count("\n") == 4
+    assert json.loads((data / "report" / "iterations.json").read_text()) == rows
+    assert (data / "report" / "summary.md").read_text().count("\n") == 4
     meta = json.loads((data / "checkpoints" / "iter_2" / "daggerlm_checkpoint.json").read_text())
     agg = json.loads((data / "aggregated" / "iter_1" / "stats.json").read_text())
     assert meta["aggregate_hash"] == agg["hash"] and meta["examples"] + meta["dropped_too_long"] == agg["examples"]
@@ -61,25 +89,26 @@ def test_shipped_params_load():
     assert p.dagger.beta.beta(0) == 1.0 and p.train.sft["gradient_checkpointing"] is False
 
 
-def test_iterations_set_rewrites_params_keeping_comments(tmp_path):
+def test_iterations_set_rewrites_params_keeping_comments_and_regenerates_dvc_yaml(tmp_path):
+    import yaml
+
     from daggerlm.config import load_params
 
-    target = tmp_path / "params.yaml"
+    target, dvc_file = tmp_path / "params.yaml", tmp_path / "dvc.yaml"
     target.write_text((REPO / "params.yaml").read_text())
-    r = subprocess.run([sys.executable, "-m", "daggerlm.cli", "iterations", "set", "4", "--params", str(target)],
-                       capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "daggerlm.cli", "iterations", "set", "4", "--params", str(target),
+                        "--dvc-file", str(dvc_file)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    p = load_params(target)
-    assert p.dagger.iterations == 4 and list(p.pipeline) == ["0", "1", "2", "3"]
-    assert p.pipeline["3"].previous_aggregate == "data/aggregated/iter_2"
-    assert p.pipeline["3"].next_checkpoint == "data/checkpoints/iter_4"
+    assert load_params(target).dagger.iterations == 4
     assert target.read_text().startswith("# daggerlm parameters")
-    with pytest.raises(InputError, match="pipeline has iterations"):
-        load_params(target, {"dagger.iterations": 2})
+    stages = yaml.safe_load(dvc_file.read_text())["stages"]
+    assert list(stages["rollout"]["foreach"]) == ["0", "1", "2", "3"]
+    assert stages["aggregate"]["foreach"]["3"]["deps1"] == "data/aggregated/iter_2"
+    assert stages["train"]["foreach"]["3"]["outs0"] == "data/checkpoints/iter_4"
 
 
 def test_terminal_table_shows_served_teacher_columns_only_when_filled():
-    from daggerlm.dagger.loop import COLUMNS, SERVED_ONLY, shown_columns
+    from daggerlm.report.table import SERVED_ONLY, shown_columns
 
     oracle_rows = [{c: 0 for c in COLUMNS}]
     assert not set(SERVED_ONLY) & set(shown_columns(oracle_rows))

@@ -1,4 +1,4 @@
-"""A throwaway project for pipeline tests: git + DVC, the shipped dvc.yaml and prefect.toml, tiny params."""
+"""A throwaway project for pipeline tests: git + DVC, dvc.yaml generated for tiny params, prefect.toml."""
 
 import os
 import shutil
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from daggerlm.config import pipeline_paths
+from daggerlm.dagger.pipeline import dvc_yaml
 from tests.conftest import REPO, tiny_params
 
 
@@ -19,16 +19,15 @@ def _run(args, cwd, env):
 
 
 def make_project(tmp_path, **overrides):
-    """A git + DVC repository with the shipped dvc.yaml and tiny params; returns (path, params, env)."""
+    """A git + DVC repository with tiny params and their dvc.yaml; returns (path, params, env)."""
     project = tmp_path / "project"
     project.mkdir()
-    for name in ("dvc.yaml", "prefect.toml"):
-        shutil.copy(REPO / name, project / name)
+    shutil.copy(REPO / "prefect.toml", project / "prefect.toml")
     p = tiny_params(tmp_path, **{"data": "data", "student.model": "data/checkpoints/iter_0",
                                  "dagger.label_cache": ".daggerlm/label_cache", "runtime.workdir": None, **overrides})
     params = p.model_dump(mode="json")
-    params["pipeline"] = pipeline_paths(p.dagger.iterations)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (project / "dvc.yaml").write_text(dvc_yaml(p))
     (project / ".gitignore").write_text("/.daggerlm/\n/.prefect/\n")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
            "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",

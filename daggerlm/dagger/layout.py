@@ -1,0 +1,33 @@
+"""Where each stage's outputs live under the `data` param (the one place that names these paths)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+
+    def instances(self, split: str) -> Path:
+        return self.root / "instances" / f"{split}.jsonl"
+
+    def checkpoint(self, k: int) -> Path:
+        """The student of iteration k: built by init-model for k = 0, else trained in iteration k−1."""
+        return self.root / "checkpoints" / f"iter_{k}"
+
+    def rollouts(self, k: int) -> Path:
+        return self.root / "rollouts" / f"iter_{k}"
+
+    def labels(self, k: int) -> Path:
+        return self.root / "labels" / f"iter_{k}"
+
+    def aggregated(self, k: int) -> Path:
+        return self.root / "aggregated" / f"iter_{k}"
+
+    def eval(self, k: int) -> Path:
+        return self.root / "eval" / f"iter_{k}"
+
+    def report(self) -> Path:
+        return self.root / "report"

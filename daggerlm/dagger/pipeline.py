@@ -1,0 +1,148 @@
+"""The pipeline, declared once. `STAGES` says, for each stage: the function, the params it reads,
+its deps and outs (from the data layout), whether it runs once or per iteration, and whether it fans
+its items (episodes) out as Prefect tasks. Everything else derives from it: the in-process loop
+(`loop.run_dagger`), the stage command (`daggerlm stage NAME -i K`), the Prefect flow's order and
+`dvc.yaml` (`daggerlm pipeline write`); a test records the params each stage reads while the tiny
+pipeline runs and fails when one is missing from that stage's `reads`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from daggerlm.agent.runner import ItemRunner
+from daggerlm.config import Params
+from daggerlm.dagger import stages
+from daggerlm.dagger.layout import Layout
+from daggerlm.errors import InputError
+
+Paths = Callable[[Layout, int], list[Path]]
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable[..., Any]
+    """`run(params)` for a stage that runs once, `run(params, k)` per iteration (`runner=` if it fans out)."""
+    reads: tuple[str, ...]
+    """The params it reads (dotted; a section means all of it): DVC reruns the stage when one changes."""
+    deps: Paths
+    """The same number of paths in every iteration (DVC's `foreach` templates take scalars only)."""
+    outs: Paths
+    per_iteration: bool = True
+    fans_out: bool = False
+    """Runs its items (episodes, trajectories) as Prefect tasks (`daggerlm stage --prefect`)."""
+    unaffected: tuple[str, ...] = ()
+    """Params it reads that cannot change its outputs (where to cache, how many threads)."""
+    metrics: Paths = field(default=lambda lay, k: [])
+    plots: Paths = field(default=lambda lay, k: [])
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("instances", stages.stage_instances, reads=("instances",), per_iteration=False,
+          deps=lambda lay, k: [], outs=lambda lay, k: [lay.root / "instances"]),
+    Stage("init-model", stages.stage_init_model, per_iteration=False,
+          reads=("seed", "student.model", "student.build_tiny", "student.tiny", "student.device",
+                 "instances.modules_per_repo", "instances.functions_per_module", "runtime", "agent"),
+          unaffected=("dagger.concurrency",),
+          deps=lambda lay, k: [], outs=lambda lay, k: [lay.checkpoint(0)]),
+    Stage("rollout", stages.stage_rollout, fans_out=True,
+          reads=("seed", "dagger.beta", "dagger.rollin_turns", "dagger.concurrency", "dagger.episodes_per_iteration",
+                 "dagger.max_failed_share", "student", "teacher", "agent", "runtime"),
+          unaffected=("dagger.label_cache",),
+          deps=lambda lay, k: [lay.instances("train"), lay.checkpoint(k)], outs=lambda lay, k: [lay.rollouts(k)]),
+    Stage("label", stages.stage_label, fans_out=True,
+          reads=("dagger.max_failed_share", "teacher"), unaffected=("dagger.concurrency", "dagger.label_cache"),
+          deps=lambda lay, k: [lay.instances("train"), lay.rollouts(k)], outs=lambda lay, k: [lay.labels(k)]),
+    Stage("aggregate", stages.stage_aggregate, reads=("seed", "dagger.labels_per_iteration"),
+          deps=lambda lay, k: [lay.labels(k), lay.aggregated(k - 1) if k else lay.instances("train")],
+          outs=lambda lay, k: [lay.aggregated(k)]),
+    Stage("train", stages.stage_train, reads=("seed", "train", "student"),
+          deps=lambda lay, k: [lay.aggregated(k), lay.checkpoint(k), lay.checkpoint(0)],
+          outs=lambda lay, k: [lay.checkpoint(k + 1)]),
+    Stage("evaluate", stages.stage_evaluate, fans_out=True,
+          reads=("seed", "evaluation", "student", "teacher", "dagger.max_failed_share", "agent", "runtime"),
+          deps=lambda lay, k: [lay.instances("eval"), lay.checkpoint(k + 1)],
+          outs=lambda lay, k: [lay.eval(k) / "results", lay.eval(k) / "predictions.jsonl"],
+          metrics=lambda lay, k: [lay.eval(k) / "metrics.json"]),
+    Stage("report", stages.stage_report, reads=("dagger.iterations",), per_iteration=False,
+          deps=lambda lay, k: [lay.root / d for d in ("rollouts", "labels", "aggregated", "eval", "checkpoints")],
+          outs=lambda lay, k: [],
+          metrics=lambda lay, k: [lay.report() / "summary.json"], plots=lambda lay, k: [lay.report() / "iterations.json"]),
+)
+BY_NAME = {s.name: s for s in STAGES}
+
+
+def stage(name: str) -> Stage:
+    if name not in BY_NAME:
+        raise InputError(f"stage {name!r}: expected one of {', '.join(BY_NAME)}")
+    return BY_NAME[name]
+
+
+def order(first: int, last: int, with_shared: bool = True) -> list[tuple[Stage, int | None]]:
+    """The stages of iterations first..last−1, in pipeline order: once-stages before and after them."""
+    before = [(s, None) for s in STAGES if not s.per_iteration and s.name != "report"] if with_shared else []
+    per_iteration = [(s, k) for k in range(first, last) for s in STAGES if s.per_iteration]
+    return before + per_iteration + [(BY_NAME["report"], None)]
+
+
+def dvc_name(s: Stage, k: int | None) -> str:
+    return s.name if k is None else f"{s.name}@{k}"
+
+
+def run_stage(p: Params, name: str, k: int | None = None, runner: ItemRunner | None = None) -> Any:
+    """Run one stage: the one way every entry point (loop, CLI, flow, DVC) runs a stage."""
+    s = stage(name)
+    if s.per_iteration != (k is not None):
+        raise InputError(f"stage {name}: " + ("give the iteration (-i K)" if s.per_iteration else "takes no iteration"))
+    if s.per_iteration and not 0 <= k < p.dagger.iterations:
+        raise InputError(f"stage {name}: iteration {k} is not in 0..{p.dagger.iterations - 1} (dagger.iterations)")
+    args = (p,) if k is None else (p, k)
+    return s.run(*args, runner=runner) if s.fans_out else s.run(*args)
+
+
+def dvc_yaml(p: Params) -> str:
+    """dvc.yaml for these params: every stage of every iteration, paths under `data`, each stage's
+    params its declared reads. Regenerate it whenever `dagger.iterations` or `data` change."""
+    lay = Layout(Path(p.data))
+    out: dict[str, Any] = {}
+    for s in STAGES:
+        iterations = range(p.dagger.iterations) if s.per_iteration else [0]
+        kinds = {kind: [[str(x) for x in getattr(s, kind)(lay, k)] for k in iterations]
+                 for kind in ("deps", "outs", "metrics", "plots")}
+        for kind, per_k in kinds.items():
+            assert len({len(paths) for paths in per_k}) == 1, f"{s.name}.{kind}: not the same count each iteration"
+        if not s.per_iteration:
+            entry = {"cmd": f"daggerlm stage {s.name}", **_entry(s, {kind: v[0] for kind, v in kinds.items()})}
+            out[s.name] = entry
+            continue
+        items = {str(k): {f"{kind}{i}": path for kind, v in kinds.items() for i, path in enumerate(v[k])}
+                 for k in iterations}
+        template = {kind: [f"${{item.{kind}{i}}}" for i in range(len(v[0]))] for kind, v in kinds.items()}
+        out[s.name] = {"foreach": items, "do": {
+            "cmd": f"daggerlm stage {s.name} -i ${{key}}" + (" --prefect" if s.fans_out else ""),
+            **_entry(s, template)}}
+    plots = [{str(lay.report() / "iterations.json"): {"x": "iteration", "y": [
+        "resolve_rate", "beta", "calls_per_state", "teacher_calls", "labels_total"]}}]
+    header = ("# Generated from daggerlm/dagger/pipeline.py (STAGES) by `daggerlm pipeline write`: do not edit.\n"
+              f"# {p.dagger.iterations} iterations under {p.data}/: `dvc repro` runs every stage, each one only when\n"
+              "# its deps or the params it reads changed.\n")
+    return header + yaml.safe_dump({"stages": out, "plots": plots}, sort_keys=False, width=120)
+
+
+def _entry(s: Stage, paths: dict[str, list[str]]) -> dict[str, Any]:
+    entry: dict[str, Any] = {}
+    if paths["deps"]:
+        entry["deps"] = paths["deps"]
+    entry["params"] = list(s.reads)
+    if paths["outs"]:
+        entry["outs"] = paths["outs"]
+    for kind in ("metrics", "plots"):
+        if paths[kind]:
+            entry[kind] = [{path: {"cache": False}} for path in paths[kind]]
+    return entry
