@@ -50,7 +50,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.sft_precision import cpu_model_and_flags  # noqa: E402
-from daggerlm.agent.format import EDIT_COMMAND, extract_action, render_response, turns_of  # noqa: E402
+from daggerlm.actions import EDIT_COMMAND, extract_action, render_response, turns_of  # noqa: E402
 from daggerlm.agent.trajectory import Trajectory  # noqa: E402
 from daggerlm.config import Params, load_params  # noqa: E402
 from daggerlm.dagger import pipeline, stages  # noqa: E402
@@ -59,9 +59,9 @@ from daggerlm.evaluation.agreement import actions_by_state, agreement_by_state, 
 from daggerlm.evaluation.recovery import states_after_setback  # noqa: E402
 from daggerlm.policies import PolicyRequest, make_policy  # noqa: E402
 from daggerlm.policies.base import Completion, Policy  # noqa: E402
-from daggerlm.policies.history_view import student_view  # noqa: E402
+from daggerlm.policies.history_view import HistoryWindow, student_view  # noqa: E402
 from daggerlm.policies.oracle import Oracle  # noqa: E402
-from daggerlm.policies.sampling import Sampling  # noqa: E402
+from daggerlm.config import Sampling  # noqa: E402
 from daggerlm.instances import load_instances  # noqa: E402
 from daggerlm.io import ResultStore, atomic_write_json, atomic_write_text, parse_overrides  # noqa: E402
 
@@ -219,7 +219,7 @@ def fit_by_state(p: Params, k: int, model: str) -> dict:
         kinds.append(state_kind(traj, position, instances[r["instance_id"]]))
     greedy = Sampling(temperature=0, max_new_tokens=p.student.sampling.max_new_tokens)
     policy = student_view(make_policy("hf", **{**p.student.policy_kwargs(model), "sampling": greedy}),
-                          p.student.window)
+                          HistoryWindow.of(p.student))
     texts = [c.text for b in range(0, len(rows), 16)
              for c in policy.complete([PolicyRequest(None, list(r["prompt"]), {}) for r in rows[b:b + 16]])]
     total, agree = Counter(kinds), Counter()

@@ -41,7 +41,7 @@ def cpu_model_and_flags() -> tuple[str, list[str]]:
 def worker(inputs: Path, work: Path, dtype: str, epochs: float) -> dict:
     import torch
 
-    from daggerlm.training.config import TrainConfig
+    from daggerlm.config import TrainConfig
     from daggerlm.training.sft import train
 
     assert not torch.cuda.is_available(), "run with CUDA_VISIBLE_DEVICES= (this compares CPU precisions)"

@@ -40,7 +40,8 @@ def prepare(work: Path, a: argparse.Namespace) -> None:
     from daggerlm.agent.scaffold import run_episode
     from daggerlm.config import load_params
     from daggerlm.dagger.aggregate import write_parquet
-    from daggerlm.dagger.stages import corpus_document, stage_init_model
+    from daggerlm.dagger.stages import stage_init_model
+    from daggerlm.training.tiny_student import corpus_document
     from daggerlm.instances.synthetic import generate
     from daggerlm.policies import make_policy
 
@@ -66,10 +67,10 @@ def worker(inputs: Path, work: Path, name: str, a: argparse.Namespace) -> dict:
     import pandas as pd
     import torch
 
-    from daggerlm.agent.format import extract_action
+    from daggerlm.actions import extract_action
     from daggerlm.policies import PolicyRequest, make_policy
-    from daggerlm.policies.sampling import Sampling
-    from daggerlm.training.config import TrainConfig
+    from daggerlm.config import Sampling
+    from daggerlm.config import TrainConfig
     from daggerlm.training.pretrain import pretrain
     from daggerlm.training.sft import train
 
@@ -110,7 +111,7 @@ def worker(inputs: Path, work: Path, name: str, a: argparse.Namespace) -> dict:
 def sampled_consistency(model: str, requests: list, device: str) -> dict:
     """Seeded sampling must give a request the same tokens on a second call and outside its batch."""
     from daggerlm.policies import make_policy
-    from daggerlm.policies.sampling import Sampling
+    from daggerlm.config import Sampling
 
     policy = make_policy("hf", model=model, device=device, sampling=Sampling(temperature=0.7, top_p=0.9,
                                                                                max_new_tokens=64))

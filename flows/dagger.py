@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from daggerlm.config import Params, edit_params, load_params
 from daggerlm.dagger.layout import Layout
 from daggerlm.dagger.pipeline import dvc_name, dvc_yaml, order
-from daggerlm.dagger.schedules import BetaSchedule
+from daggerlm.config import BetaSchedule
 from daggerlm.errors import InputError
 from daggerlm.io import ResultStore, atomic_write_text
 from daggerlm.report.table import markdown_table

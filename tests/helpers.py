@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from daggerlm.agent.format import render_response
+from daggerlm.actions import render_response
 from daggerlm.instances.schema import Instance
 from daggerlm.policies.base import Completion, PolicyRequest
 

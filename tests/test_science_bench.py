@@ -3,12 +3,12 @@
 import importlib.util
 import sys
 
-from daggerlm.agent.format import render_response
+from daggerlm.actions import render_response
 from daggerlm.agent.scaffold import run_episode
 from daggerlm.config import AgentConfig
 from daggerlm.evaluation import grade
 from daggerlm.policies.oracle import Oracle, gold_fix
-from daggerlm.training.config import TinyModelConfig
+from daggerlm.config import TinyModelConfig
 from tests.conftest import REPO
 from tests.helpers import ScriptedPolicy
 

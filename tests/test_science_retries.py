@@ -3,7 +3,7 @@
 import importlib.util
 import sys
 
-from daggerlm.agent.format import render_response
+from daggerlm.actions import render_response
 from daggerlm.agent.scaffold import run_episode
 from daggerlm.config import AgentConfig
 from daggerlm.evaluation import grade

@@ -20,12 +20,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
 from daggerlm.errors import InfrastructureError
 from daggerlm.io import ResultStore
 from daggerlm.policies.batching import LockstepBatcher
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+def progress_bar(label: str) -> Progress:
+    """A stage's bar over its items (rich), with a free-text field `info`."""
+    return Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("{task.fields[info]}"))
 
 
 def wave_size(batchers: Sequence[LockstepBatcher], concurrency: int, n_items: int) -> int:

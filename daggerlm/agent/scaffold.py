@@ -22,7 +22,7 @@ from minisweagent.agents.default import DefaultAgent
 from minisweagent.exceptions import FormatError, InterruptAgentFlow
 from minisweagent.models.utils.actions_text import format_observation_messages, parse_regex_actions
 
-from daggerlm.agent.format import ACTION_REGEX
+from daggerlm.actions import ACTION_REGEX
 from daggerlm.agent.trajectory import Actor, Trajectory, Turn
 from daggerlm.config import AgentConfig
 from daggerlm.errors import InfrastructureError

@@ -10,14 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from daggerlm.agent.runner import ItemRunner, LocalRunner, check_failures
+from daggerlm.agent.runner import ItemRunner, LocalRunner, check_failures, progress_bar
 from daggerlm.agent.scaffold import run_episode
 from daggerlm.agent.trajectory import TRAJECTORY_FORMAT, Trajectory
 from daggerlm.config import AgentConfig, RuntimeConfig
 from daggerlm.dagger.label_cache import CachedTeacher
 from daggerlm.dagger.schedules import coin_schedule
 from daggerlm.errors import InputError
-from daggerlm.evaluation.evaluate import progress_bar
 from daggerlm.instances.schema import Instance
 from daggerlm.io import atomic_write_json, atomic_write_jsonl, stable_hash
 from daggerlm.policies.base import Policy

@@ -21,9 +21,9 @@ import pandas as pd
 
 from daggerlm.agent.runner import ItemRunner
 from daggerlm.config import Params
-from daggerlm.dagger.layout import Layout
 from daggerlm.dagger.aggregate import aggregate, write_parquet
 from daggerlm.dagger.label_cache import CachedTeacher, LabelCache
+from daggerlm.dagger.layout import Layout
 from daggerlm.dagger.relabel import relabel, teacher_usage
 from daggerlm.dagger.rollout import collect_rollouts, read_trajectories
 from daggerlm.errors import InputError
@@ -31,6 +31,7 @@ from daggerlm.instances import Instance, load_instances, write_instances
 from daggerlm.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
 from daggerlm.policies import make_policy
 from daggerlm.policies.base import Policy
+from daggerlm.policies.history_view import HistoryWindow
 from daggerlm.serving.student import open_student
 
 
@@ -94,49 +95,17 @@ def stage_instances(p: Params) -> dict:
 
 
 def stage_init_model(p: Params) -> dict:
-    """Build the tiny student: tokenizer trained on text and oracle episodes of instances outside both
-    splits, random weights, then (with `pretrain_steps`) language-model pretraining on the same text."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from daggerlm.agent.scaffold import run_episode
+    """The student of iteration 0: with `student.build_tiny`, the tiny student, built from a corpus
+    of instances outside both splits (`training.tiny_student`)."""
     from daggerlm.instances.synthetic import generate
-    from daggerlm.training.tiny_model import build_tiny_model
+    from daggerlm.training.tiny_student import build_tiny_student
 
     if not p.student.build_tiny:
         return {"model": checkpoint(p, 0), "built": False}
-    cfg = p.student.tiny
-    corpus_instances = generate(cfg.corpus_instances, "train", p.seed + 10_000, p.instances.modules_per_repo,
-                                p.instances.functions_per_module)
-    documents = [corpus_document(i) for i in corpus_instances]
-    oracle = make_policy("oracle")
-
-    def episode(inst: Instance) -> list[dict]:
-        return run_episode(inst, {"teacher": oracle}, lambda t: "teacher", runtime=p.runtime, agent=p.agent).messages
-
-    with ThreadPoolExecutor(p.dagger.concurrency) as pool:
-        episodes = list(pool.map(episode, corpus_instances[: cfg.corpus_episodes]))
-    out = build_tiny_model(p.student.model, cfg, documents + [m["content"] for msgs in episodes for m in msgs],
-                           seed=p.seed)
-    meta = json.loads((out / "daggerlm_checkpoint.json").read_text())
-    result = {"model": str(out), "built": True, "parameters": meta["parameters"]}
-    if cfg.pretrain_steps:
-        from transformers import AutoTokenizer
-
-        from daggerlm.training.pretrain import pretrain
-
-        chat = AutoTokenizer.from_pretrained(out)
-        transcripts = [chat.apply_chat_template(msgs, tokenize=False) for msgs in episodes]
-        result["pretrain"] = pretrain(out, documents + transcripts, steps=cfg.pretrain_steps,
-                                      seq_len=cfg.pretrain_seq_len, batch_size=cfg.pretrain_batch_size,
-                                      learning_rate=cfg.pretrain_learning_rate, seed=p.seed,
-                                      device=p.student.device)
-    return result
-
-
-def corpus_document(inst: Instance) -> str:
-    """An instance as one text: the issue, the repository's files, the fix."""
-    files = "".join(f"# file: {path}\n{text}\n" for path, text in sorted(inst.repo_files.items()))
-    return f"{inst.problem_statement}\n\n{files}\n{inst.patch}"
+    corpus = generate(p.student.tiny.corpus_instances, "train", p.seed + 10_000, p.instances.modules_per_repo,
+                      p.instances.functions_per_module)
+    return build_tiny_student(p.student.model, p.student.tiny, corpus, runtime=p.runtime, agent=p.agent,
+                              concurrency=p.dagger.concurrency, seed=p.seed, device=p.student.device)
 
 
 def stage_rollout(p: Params, k: int, runner: ItemRunner | None = None) -> dict:
@@ -187,7 +156,7 @@ def stage_train(p: Params, k: int) -> dict:
     init = checkpoint(p, 0) if p.train.init_from == "base" else checkpoint(p, k)
     return train(lay.aggregated(k) / "train.parquet", init, lay.checkpoint(k + 1), p.train, seed=p.seed + k,
                  aggregate_hash=json.loads(agg_stats.read_text())["hash"], base_model=checkpoint(p, 0),
-                 window=p.student.window)
+                 window=HistoryWindow.of(p.student))
 
 
 def stage_evaluate(p: Params, k: int, runner: ItemRunner | None = None) -> dict:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from daggerlm.agent.format import EDIT_COMMAND, SUBMIT_MARKER, UNDO_COMMAND, extract_action
+from daggerlm.actions import EDIT_COMMAND, SUBMIT_MARKER, UNDO_COMMAND, extract_action
 from daggerlm.agent.trajectory import Trajectory, Turn
 from daggerlm.instances.schema import Instance
 from daggerlm.policies.oracle import normalize_diff

@@ -13,9 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from statistics import mean
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-from daggerlm.agent.runner import ItemRunner, LocalRunner, check_failures
+from daggerlm.agent.runner import ItemRunner, LocalRunner, check_failures, progress_bar
 from daggerlm.agent.scaffold import run_episode
 from daggerlm.agent.trajectory import Trajectory
 from daggerlm.config import AgentConfig, RuntimeConfig
@@ -27,11 +25,6 @@ from daggerlm.policies.base import Policy
 from daggerlm.policies.batching import LockstepBatcher
 
 METRICS_FORMAT = "daggerlm.metrics/1"
-
-
-def progress_bar(label: str) -> Progress:
-    return Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("{task.fields[info]}"))
 
 
 def compute_metrics(results: Sequence[dict]) -> dict:

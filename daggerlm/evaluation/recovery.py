@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from daggerlm.agent.format import EDIT_COMMAND
+from daggerlm.actions import EDIT_COMMAND
 from daggerlm.agent.trajectory import Trajectory
 
 

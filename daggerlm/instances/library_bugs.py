@@ -36,7 +36,7 @@ from daggerlm.instances.schema import Instance
 from daggerlm.io import ResultStore, atomic_write_text, stable_hash
 from daggerlm.runtime import open_sandbox
 from daggerlm.runtime.envs import build_env
-from daggerlm.runtime.git import commit_file_change, commit_files, git
+from daggerlm.instances.git import commit_file_change, commit_files, git
 
 LIBRARIES = Path(__file__).with_name("libraries.yaml")
 FAILED = ("FAILED", "ERROR")

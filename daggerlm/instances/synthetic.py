@@ -23,7 +23,7 @@ from typing import Literal
 from daggerlm.instances.mutations import Mutation, mutations
 from daggerlm.instances.schema import Instance
 from daggerlm.instances.templates import DOMAINS, PACKAGES, FunctionTemplate, draw_args
-from daggerlm.runtime.git import commit_files, diff_against
+from daggerlm.instances.git import commit_files, diff_against
 
 Split = Literal["train", "eval"]
 EVAL_SHARE = 0.2

@@ -19,7 +19,7 @@ from transformers.utils import logging as hf_logging
 from daggerlm.errors import InputError
 from daggerlm.policies.base import Completion, PolicyRequest
 from daggerlm.policies.checkpoints import checkpoint_fingerprint
-from daggerlm.policies.sampling import Sampling
+from daggerlm.config import Sampling
 
 
 

@@ -57,6 +57,11 @@ class HistoryWindow:
     turns: int | None = None
     observations: int | None = None
 
+    @classmethod
+    def of(cls, student) -> HistoryWindow:
+        """The window a `StudentConfig` asks for."""
+        return cls(turns=student.keep_turns, observations=student.keep_observations)
+
     def apply(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
         return elide_observations(last_turns(messages, self.turns), self.observations)
 

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from daggerlm.policies.base import Completion, PolicyRequest
-from daggerlm.policies.sampling import Sampling
+from daggerlm.config import Sampling
 
 
 class RateLimiter:

@@ -24,7 +24,7 @@ from pathlib import PurePosixPath
 
 from unidiff import PatchSet
 
-from daggerlm.agent.format import (SUBMIT_MARKER, UNDO_COMMAND, last_test_since_edit, observation_returncode,
+from daggerlm.actions import (SUBMIT_MARKER, UNDO_COMMAND, last_test_since_edit, observation_returncode,
                                    render_response, turns_of)
 from daggerlm.instances.schema import Instance
 from daggerlm.policies.base import Completion, PolicyRequest, register

@@ -24,7 +24,7 @@ from typing import Any
 from daggerlm.config import RuntimeConfig
 from daggerlm.errors import InputError
 from daggerlm.instances.schema import Instance
-from daggerlm.runtime.git import checkout_instance
+from daggerlm.instances.git import checkout_instance
 from daggerlm.runtime.sandbox import Sandbox, _CappedReader
 
 TESTBED = "/testbed"

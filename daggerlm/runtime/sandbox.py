@@ -25,12 +25,12 @@ from typing import Any
 
 from minisweagent.exceptions import Submitted
 
-from daggerlm.agent.format import SUBMIT_MARKER
+from daggerlm.actions import SUBMIT_MARKER
 from daggerlm.config import RuntimeConfig
 from daggerlm.errors import InfrastructureError, InputError
 from daggerlm.instances.schema import Instance
 from daggerlm.runtime.cgroups import SandboxCgroup
-from daggerlm.runtime.git import checkout_instance
+from daggerlm.instances.git import checkout_instance
 
 # Runs as the namespaces' first process, with every capability of its user namespace: make every
 # mount read-only (each remount checked), the episode directory writable, set the limits, then drop

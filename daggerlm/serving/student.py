@@ -23,7 +23,7 @@ from daggerlm.errors import InputError
 from daggerlm.policies import make_policy
 from daggerlm.policies.base import Policy
 from daggerlm.policies.checkpoints import checkpoint_fingerprint
-from daggerlm.policies.history_view import student_view
+from daggerlm.policies.history_view import HistoryWindow, student_view
 from daggerlm.serving.process import free_port, managed_server
 
 SERVED_NAME = "student"
@@ -75,7 +75,7 @@ def load_lora_adapter(base_url: str, name: str, path: str) -> None:
 def open_student(student: StudentConfig, checkpoint: str) -> Iterator[Policy]:
     """The student policy for the duration of a stage, as it sees the history (`keep_turns`, `keep_observations`)."""
     with _open_policy(student, checkpoint) as policy:
-        yield student_view(policy, student.window)
+        yield student_view(policy, HistoryWindow.of(student))
 
 
 @contextmanager

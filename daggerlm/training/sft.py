@@ -24,7 +24,7 @@ from daggerlm.io import atomic_write_json
 from daggerlm.policies.checkpoints import CHECKPOINT_META
 from daggerlm.policies.hf import chat_ids, load_model_and_tokenizer
 from daggerlm.policies.history_view import HistoryWindow
-from daggerlm.training.config import TrainConfig
+from daggerlm.config import TrainConfig
 
 
 def load_aggregate(path: Path, window: HistoryWindow = HistoryWindow()) -> datasets.Dataset:

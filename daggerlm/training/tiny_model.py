@@ -16,7 +16,7 @@ from transformers import PreTrainedTokenizerFast, LlamaConfig, LlamaForCausalLM
 from transformers.utils import logging as hf_logging
 
 from daggerlm.io import atomic_write_json
-from daggerlm.training.config import TinyModelConfig
+from daggerlm.config import TinyModelConfig
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CHAT_TEMPLATE = (

@@ -1,4 +1,4 @@
-from daggerlm.agent.format import extract_action, render_response
+from daggerlm.actions import extract_action, render_response
 from daggerlm.agent.scaffold import run_episode
 from daggerlm.config import AgentConfig
 from daggerlm.policies import make_policy

@@ -2,7 +2,7 @@
 
 import pytest
 
-from daggerlm.agent.format import extract_action
+from daggerlm.actions import extract_action
 from daggerlm.config import AgentConfig
 from daggerlm.dagger.aggregate import aggregate, read_parquet, write_parquet
 from daggerlm.dagger.label_cache import CachedTeacher, LabelCache
@@ -13,7 +13,7 @@ from daggerlm.instances.synthetic import generate
 from daggerlm.policies import make_policy
 from daggerlm.policies.base import Completion
 from daggerlm.policies.oracle import Oracle
-from daggerlm.policies.sampling import Sampling
+from daggerlm.config import Sampling
 from tests.helpers import WrongActionPolicy
 
 import pandas as pd

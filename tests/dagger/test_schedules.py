@@ -1,7 +1,8 @@
 import pytest
 from pydantic import ValidationError
 
-from daggerlm.dagger.schedules import BetaSchedule, coin_schedule
+from daggerlm.config import BetaSchedule
+from daggerlm.dagger.schedules import coin_schedule
 
 
 @pytest.mark.parametrize("schedule, expected", [

@@ -1,6 +1,6 @@
 """Agreement with the teacher by kind of state, on real episodes."""
 
-from daggerlm.agent.format import render_response
+from daggerlm.actions import render_response
 from daggerlm.agent.scaffold import run_episode
 from daggerlm.config import AgentConfig
 from daggerlm.evaluation.agreement import actions_by_state, agreement_by_state

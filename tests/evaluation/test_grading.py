@@ -16,7 +16,7 @@ from tests.helpers import CountingPolicy
 
 def _breaking_patch(inst):
     """The gold fix plus a change that breaks one PASS_TO_PASS test."""
-    from daggerlm.runtime.git import commit_files, diff_against
+    from daggerlm.instances.git import commit_files, diff_against
 
     p2p_fn = inst.PASS_TO_PASS[0].split("::test_")[1]
     files = dict(inst.repo_files)

@@ -12,7 +12,7 @@ from daggerlm.evaluation.grading import grade, patched_files
 from daggerlm.evaluation.harness import HEREDOC, repo_specs, run_official, swebench_spec, with_docker_spec
 from daggerlm.instances import load_instances
 from daggerlm.instances.library_bugs import build_library_env, fetch
-from daggerlm.runtime.git import git
+from daggerlm.instances.git import git
 
 EXPECTED_PARSERS = {"django/django": "parse_log_django", "pylint-dev/pylint": "parse_log_pylint",
                     "sphinx-doc/sphinx": "parse_log_sphinx", "sympy/sympy": "parse_log_sympy",

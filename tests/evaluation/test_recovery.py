@@ -1,6 +1,6 @@
 """Setbacks and recovery on real episodes: a wrong edit that fails the tests, then the oracle takes over."""
 
-from daggerlm.agent.format import render_response
+from daggerlm.actions import render_response
 from daggerlm.agent.scaffold import run_episode
 from daggerlm.config import AgentConfig
 from daggerlm.evaluation import grade

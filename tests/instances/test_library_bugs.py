@@ -7,7 +7,7 @@ from daggerlm.evaluation import evaluate
 from daggerlm.evaluation.grading import grade
 from daggerlm.instances.library_bugs import Library, LibrarySkipped, fetch, mutate_library
 from daggerlm.policies import make_policy
-from daggerlm.runtime.git import git
+from daggerlm.instances.git import git
 from tests.conftest import TOOLZ_N
 
 

@@ -1,4 +1,6 @@
-"""The deployment through a real Prefect server and a process worker; artifacts read back through the API."""
+"""The deployments through a real Prefect server and a process worker: `dagger-loop` runs iteration 0,
+then `dagger-nightly` (what its schedule runs) performs the next iteration, skipping everything of
+iteration 0; artifacts and runs read back through the API."""
 
 import json
 import os
@@ -21,12 +23,13 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 with get_client(sync_client=True) as client:
     run = client.read_flow_run(sys.argv[1])
     artifacts = client.read_artifacts()
-    stages = {}
+    stages, runs = {}, {}
     for stage_run in client.read_flow_runs():
         if "@" in stage_run.name:
             tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[stage_run.id])))
             stages[stage_run.name] = sorted(t.name for t in tasks)
-    print(json.dumps({"state": run.state.type.value, "stages": stages,
+            runs[stage_run.name] = runs.get(stage_run.name, 0) + 1
+    print(json.dumps({"state": run.state.type.value, "stages": stages, "stage_runs": runs,
                       "artifacts": {a.key: a.data for a in artifacts if a.key}}, default=str))
 """
 
@@ -71,13 +74,19 @@ def test_deployment_runs_on_a_process_worker(tmp_path):
             flow_run_id = out.split("UUID:")[1].split()[0]
             run(prefect, "worker", "start", "--pool", "daggerlm", "--run-once", timeout=1200)
             seen = json.loads(run(sys.executable, "-c", READ_BACK, flow_run_id))
+            first_rows = json.loads((project / "data/report/iterations.json").read_text())
+            # what the nightly schedule runs: the next iteration
+            out = run(prefect, "deployment", "run", "dagger/dagger-nightly", "--param",
+                      "run=" + json.dumps({"project": str(project), "more_iterations": 1}))
+            run(prefect, "worker", "start", "--pool", "daggerlm", "--run-once", timeout=1200)
+            nightly = json.loads(run(sys.executable, "-c", READ_BACK, out.split("UUID:")[1].split()[0]))
         finally:
             os.killpg(server.pid, 9)
             server.wait()
     assert seen["state"] == "COMPLETED"
     artifacts = seen["artifacts"]
     assert {"dagger-summary", "dagger-progress", "dagger-eval-instances"} <= set(artifacts)
-    assert "| iteration | beta |" in artifacts["dagger-summary"]
+    assert artifacts["dagger-summary"].startswith("| K | β | labels | resolved |")
     assert float(artifacts["dagger-progress"]) == 100.0
     table = artifacts["dagger-eval-instances"]
     table = json.loads(table) if isinstance(table, str) else table
@@ -98,3 +107,12 @@ def test_deployment_runs_on_a_process_worker(tmp_path):
     labels = json.loads((project / "data/labels/iter_0/stats.json").read_text())
     assert labels["teacher_prompt_tokens"] > 0 and labels["failed_trajectories"] == 0  # the teacher answered over HTTP
     assert not files_containing(tmp_path, TEACHER_KEY)
+    # the nightly run performed iteration 1 and reran nothing of iteration 0
+    assert [r["iteration"] for r in first_rows] == [0]
+    assert nightly["state"] == "COMPLETED"
+    rows = json.loads((project / "data/report/iterations.json").read_text())
+    assert [r["iteration"] for r in rows] == [0, 1] and rows[0] == first_rows[0]
+    assert nightly["stage_runs"] == {f"{s}@{k}": 1 for s in ("rollout", "label", "evaluate") for k in (0, 1)}
+    assert "iterations: 2" in (project / "params.yaml").read_text()
+    assert "Data and pipelines are up to date" in subprocess.run(["dvc", "status"], cwd=project, env=env,
+                                                                 capture_output=True, text=True).stdout

@@ -10,7 +10,7 @@ from daggerlm.errors import InputError
 from daggerlm.policies import PolicyRequest, make_policy
 from daggerlm.policies.batching import LockstepBatcher
 from daggerlm.policies.hf import load_model_and_tokenizer
-from daggerlm.policies.sampling import Sampling
+from daggerlm.config import Sampling
 
 
 def test_tokenizer_round_trips_ids(tiny_model_dir, eval_instances):

@@ -1,6 +1,6 @@
 """The student's view of the history: the last turns only, or every action with the last observations in full."""
 
-from daggerlm.agent.format import extract_action, observation_returncode, render_response, turns_of
+from daggerlm.actions import extract_action, observation_returncode, render_response, turns_of
 from daggerlm.agent.scaffold import run_episode
 from daggerlm.config import AgentConfig, RuntimeConfig
 from daggerlm.evaluation import grade

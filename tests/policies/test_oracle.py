@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from daggerlm.agent.format import SUBMIT_MARKER, render_response
+from daggerlm.actions import SUBMIT_MARKER, render_response
 from daggerlm.agent.scaffold import run_episode
 from daggerlm.config import AgentConfig, RuntimeConfig
 from daggerlm.evaluation import grade

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from daggerlm.dagger.stages import corpus_document
+from daggerlm.training.tiny_student import corpus_document
 from daggerlm.instances.synthetic import generate
 from daggerlm.training.pretrain import pack, pretrain
 

@@ -6,15 +6,15 @@ import pandas as pd
 import pytest
 import torch
 
-from daggerlm.agent.format import extract_action
+from daggerlm.actions import extract_action
 from daggerlm.agent.scaffold import run_episode
 from daggerlm.config import AgentConfig
 from daggerlm.dagger.aggregate import write_parquet
 from daggerlm.errors import InputError
 from daggerlm.instances.synthetic import generate
 from daggerlm.policies import PolicyRequest, make_policy
-from daggerlm.policies.sampling import Sampling
-from daggerlm.training.config import TrainConfig
+from daggerlm.config import Sampling
+from daggerlm.config import TrainConfig
 from daggerlm.policies.history_view import HistoryWindow
 from daggerlm.training.sft import load_aggregate, precision, train
 

@@ -1,4 +1,4 @@
-"""Configs of the training stages (pure pydantic: importing them does not import torch)."""
+"""Configs of the tiny student and of fine-tuning (pure pydantic: importing them does not import torch)."""
 
 from __future__ import annotations
 

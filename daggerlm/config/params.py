@@ -1,0 +1,107 @@
+"""All sections together (`Params`), and params.yaml: load, validate, edit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from daggerlm.config.base import Section
+from daggerlm.config.dagger import DaggerConfig, EvalConfig, InstancesConfig
+from daggerlm.config.policies import StudentConfig, TeacherConfig
+from daggerlm.config.runtime import AgentConfig, RuntimeConfig
+from daggerlm.config.training import TrainConfig
+from daggerlm.errors import InputError
+from daggerlm.io import atomic_write_text, load_yaml
+
+
+class Params(Section):
+    seed: int = 0
+    data: str = "data"
+    """Root of every stage output (instances/, rollouts/iter_K/, labels/, aggregated/, checkpoints/, eval/)."""
+    instances: InstancesConfig = InstancesConfig()
+    student: StudentConfig = StudentConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    dagger: DaggerConfig = DaggerConfig()
+    train: TrainConfig = TrainConfig()
+    evaluation: EvalConfig = EvalConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+    agent: AgentConfig = AgentConfig()
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    model: type[BaseModel] = Params
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return []
+        model = field.annotation
+    return sorted(model.model_fields)
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    e = err.errors()[0]
+    key = ".".join(str(p) for p in e["loc"])
+    if e["type"] == "extra_forbidden":
+        allowed = _allowed_keys(e["loc"])
+        return f"{source}: unknown key '{key}'" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+    shown = "hidden" if "key" in key else repr(e["input"])  # a key put where its name belongs stays out of logs
+    return f"{source}: {key}: {e['msg']} (got {shown})"
+
+
+def load_params(path: str | Path | None = None, overrides: dict | None = None) -> Params:
+    """Load params.yaml (absent file: defaults), apply overrides, validate."""
+    data: dict = {}
+    source = str(path) if path else "<defaults>"
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise InputError(f"{p}: params file not found")
+        try:
+            data = load_yaml(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise InputError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{p}: expected a mapping of sections at the top level")
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    try:
+        return Params.model_validate(data)
+    except ValidationError as err:
+        raise InputError(_describe(err, source)) from None
+
+
+def edit_params(path: str | Path, edit: Callable[[dict], None]) -> Params:
+    """Apply `edit` to a params file, keeping its comments, quotes and layout; validate; write only
+    if something changed. Returns the params as edited."""
+    import io
+
+    from ruamel.yaml import YAML
+
+    path = Path(path)
+    rt = YAML()
+    rt.preserve_quotes = True
+    before = path.read_text() if path.is_file() else ""
+    data = rt.load(before) or {}
+    edit(data)
+    data.pop("pipeline", None)  # written by earlier versions; dvc.yaml now carries the per-iteration paths
+    buffer = io.StringIO()
+    rt.dump(data, buffer)
+    try:
+        params = Params.model_validate(load_yaml(buffer.getvalue()))
+    except ValidationError as err:
+        raise InputError(_describe(err, str(path))) from None
+    if buffer.getvalue() != before:
+        atomic_write_text(path, buffer.getvalue())
+    return params
+
+
+def set_iterations(path: str | Path, n: int) -> Params:
+    """Rewrite `dagger.iterations` in a params file."""
+    return edit_params(path, lambda data: data.setdefault("dagger", {}).__setitem__("iterations", n))

@@ -1,0 +1,47 @@
+"""The tiny student, built from nothing: a tokenizer trained on the family's text and oracle
+episodes, random weights, then (with `pretrain_steps`) language-model pretraining on the same text."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from daggerlm.agent.scaffold import run_episode
+from daggerlm.config import AgentConfig, RuntimeConfig, TinyModelConfig
+from daggerlm.instances.schema import Instance
+from daggerlm.policies import make_policy
+from daggerlm.training.tiny_model import build_tiny_model
+
+
+def corpus_document(inst: Instance) -> str:
+    """An instance as one text: the issue, the repository's files, the fix."""
+    files = "".join(f"# file: {path}\n{text}\n" for path, text in sorted(inst.repo_files.items()))
+    return f"{inst.problem_statement}\n\n{files}\n{inst.patch}"
+
+
+def build_tiny_student(out: str | Path, cfg: TinyModelConfig, corpus: list[Instance], *, runtime: RuntimeConfig,
+                       agent: AgentConfig, concurrency: int, seed: int, device: str = "cpu") -> dict:
+    """Build the student at `out` from `corpus` (instances outside both splits); returns what was made."""
+    documents = [corpus_document(i) for i in corpus]
+    oracle = make_policy("oracle")
+
+    def episode(inst: Instance) -> list[dict]:
+        return run_episode(inst, {"teacher": oracle}, lambda t: "teacher", runtime=runtime, agent=agent).messages
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        episodes = list(pool.map(episode, corpus[: cfg.corpus_episodes]))
+    path = build_tiny_model(out, cfg, documents + [m["content"] for msgs in episodes for m in msgs], seed=seed)
+    meta = json.loads((path / "daggerlm_checkpoint.json").read_text())
+    result = {"model": str(path), "built": True, "parameters": meta["parameters"]}
+    if cfg.pretrain_steps:
+        from transformers import AutoTokenizer
+
+        from daggerlm.training.pretrain import pretrain
+
+        chat = AutoTokenizer.from_pretrained(path)
+        transcripts = [chat.apply_chat_template(msgs, tokenize=False) for msgs in episodes]
+        result["pretrain"] = pretrain(path, documents + transcripts, steps=cfg.pretrain_steps,
+                                      seq_len=cfg.pretrain_seq_len, batch_size=cfg.pretrain_batch_size,
+                                      learning_rate=cfg.pretrain_learning_rate, seed=seed, device=device)
+    return result
