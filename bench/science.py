@@ -54,6 +54,7 @@ from daggerlm.actions import EDIT_COMMAND, extract_action, render_response, turn
 from daggerlm.agent.trajectory import Trajectory  # noqa: E402
 from daggerlm.config import Params, load_params  # noqa: E402
 from daggerlm.dagger import pipeline, stages  # noqa: E402
+from daggerlm.dagger.layout import Layout  # noqa: E402
 from daggerlm.dagger.rollout import read_trajectories  # noqa: E402
 from daggerlm.evaluation.agreement import actions_by_state, agreement_by_state, state_kind  # noqa: E402
 from daggerlm.evaluation.recovery import states_after_setback  # noqa: E402
@@ -185,7 +186,7 @@ def recovery_labels(p: Params, k: int) -> int:
     return sum((int(r.iteration), r.instance_id, int(r.turn)) in after for r in rows.itertuples())
 
 
-def eval_episodes(lay: stages.Layout, k: int, eval_dir: Path | None = None) -> tuple[list[Trajectory], dict]:
+def eval_episodes(lay: Layout, k: int, eval_dir: Path | None = None) -> tuple[list[Trajectory], dict]:
     """The eval episodes of the student of iteration k in a run's data dir (or in `eval_dir`), and the
     eval instances by id."""
     results = ResultStore((eval_dir or lay.eval(k)) / "results").values()
