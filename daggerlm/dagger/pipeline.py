@@ -109,7 +109,7 @@ def run_stage(p: Params, name: str, k: int | None = None, runner: ItemRunner | N
 def dvc_yaml(p: Params) -> str:
     """dvc.yaml for these params: every stage of every iteration, paths under `data`, each stage's
     params its declared reads. Regenerate it whenever `dagger.iterations` or `data` change."""
-    lay = Layout(Path(p.data))
+    lay = stages.layout(p)
     out: dict[str, Any] = {}
     for s in STAGES:
         iterations = range(p.dagger.iterations) if s.per_iteration else [0]

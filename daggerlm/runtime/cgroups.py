@@ -37,13 +37,14 @@ def controller_dirs() -> dict[str, Path]:
         for c in controllers.split(",") if controllers else [""]:
             own[c] = path
     found: dict[str, Path] = {}
-    for root, mount_point, fstype, options in _mountinfo():
+    mounts = _mountinfo()
+    for root, mount_point, fstype, options in mounts:
         if fstype == "cgroup":  # v1: below this process's own cgroup of that controller
             for c in CONTROLLERS:
                 if c in options and c in own and c not in found:
                     rel = os.path.relpath(own[c], root) if own[c].startswith(root) else "."
                     found[c] = Path(mount_point) / rel
-    for root, mount_point, fstype, _ in _mountinfo():
+    for root, mount_point, fstype, _ in mounts:
         if fstype == "cgroup2" and root == "/":
             available = (Path(mount_point) / "cgroup.controllers")
             names = available.read_text().split() if available.is_file() else []
@@ -51,10 +52,6 @@ def controller_dirs() -> dict[str, Path]:
                 if c in names and c not in found:
                     found[c] = Path(mount_point) / "daggerlm"
     return found
-
-
-def _write(path: Path, value: str) -> None:
-    path.write_text(value)
 
 
 class SandboxCgroup:
@@ -75,15 +72,15 @@ class SandboxCgroup:
                 d.mkdir(exist_ok=True)
                 self.dirs.append(d)
                 if c == "pids":
-                    _write(d / "pids.max", str(pids_max))
+                    (d / "pids.max").write_text(str(pids_max))
                 elif (d / "memory.max").is_file():  # v2
-                    _write(d / "memory.max", str(memory_bytes))
+                    (d / "memory.max").write_text(str(memory_bytes))
                     if (d / "memory.swap.max").is_file():
-                        _write(d / "memory.swap.max", "0")
+                        (d / "memory.swap.max").write_text("0")
                 else:  # v1: the memory limit first, then memory + swap at the same value
-                    _write(d / "memory.limit_in_bytes", str(memory_bytes))
+                    (d / "memory.limit_in_bytes").write_text(str(memory_bytes))
                     with contextlib.suppress(OSError):
-                        _write(d / "memory.memsw.limit_in_bytes", str(memory_bytes))
+                        (d / "memory.memsw.limit_in_bytes").write_text(str(memory_bytes))
         except OSError:
             self.remove()
             raise
@@ -109,4 +106,4 @@ class SandboxCgroup:
 def _enable_v2(directory: Path, controller: str) -> None:
     control = directory / "cgroup.subtree_control"
     if controller not in control.read_text().split():
-        _write(control, f"+{controller}")
+        control.write_text(f"+{controller}")
