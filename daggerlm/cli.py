@@ -30,6 +30,8 @@ console = Console(stderr=True)
 
 ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="params.yaml to read (absent file: defaults).")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a param: section.key=value (YAML value).")]
+SplitOpt = Annotated[str, typer.Option("--split", help="Split of a hub dataset name (SWE-Gym/SWE-Gym has only 'train'); "
+                                                        "files ignore it.")]
 
 
 def _params(path: Path, pairs: list[str] | None):
@@ -94,18 +96,22 @@ def docker_build_env(
 
 @docker_app.command("build-instances")
 def docker_build_instances(
-    instances: Annotated[str, typer.Argument(help="Instances file (.jsonl / .json / .parquet).")],
+    instances: Annotated[str, typer.Argument(help="Instances file (.jsonl / .json / .parquet) or dataset name.")],
     out: Annotated[Path, typer.Option(help="JSONL file to write: the instances with their Docker spec.")],
-    namespace: Annotated[str, typer.Option(help="Registry namespace of the official SWE-bench images.")] = "swebench",
+    namespace: Annotated[Optional[str], typer.Option(
+        help="Registry namespace of the official images (default: each dataset's own, swebench for SWE-bench, "
+             "xingyaoww for SWE-Gym; see runtime/images.py OFFICIAL_IMAGES).")] = None,
+    split: SplitOpt = "test",
 ) -> None:
     """Add what `swebench.harness.run_evaluation` runs by (image, eval_script, log_parser, eval_type):
     official image names for SWE-bench / SWE-Gym records, locally built images for the others."""
     from rich.progress import track
 
-    from daggerlm.evaluation.harness import with_docker_spec
+    from daggerlm.evaluation.harness import require_repo_specs, with_docker_spec
     from daggerlm.instances import load_instances, write_instances
 
-    items = load_instances(instances)
+    items = load_instances(instances, split)
+    require_repo_specs(items)
     write_instances(out, [with_docker_spec(i, namespace) for i in track(items, "instances", console=console)])
     console.print(f"wrote {len(items)} instances to {out}; run them with "
                   f"`python -m swebench.harness.run_evaluation -d {out} -p PREDICTIONS.jsonl -id RUN`")
@@ -159,7 +165,7 @@ def instances_mutate(
 
 
 @instances_app.command("validate")
-def instances_validate(spec: str, split: str = "test") -> None:
+def instances_validate(spec: str, split: SplitOpt = "test") -> None:
     """Load and validate instances; print what they hold."""
     from daggerlm.instances import load_instances
 
@@ -170,7 +176,7 @@ def instances_validate(spec: str, split: str = "test") -> None:
 
 
 @instances_app.command("show")
-def instances_show(spec: str, index: int = 0, split: str = "test") -> None:
+def instances_show(spec: str, index: int = 0, split: SplitOpt = "test") -> None:
     """Render an instance into the agent's first two messages."""
     from daggerlm.agent.scaffold import first_messages
     from daggerlm.instances import load_instances
@@ -263,6 +269,7 @@ def iterations_set(n: Annotated[int, typer.Argument(min=1)], params: ParamsOpt =
 def evaluate_cmd(
     instances: Annotated[str, typer.Option(help="Any instances file or dataset name ...")],
     out: Annotated[Path, typer.Option(help="... evaluated by evaluation.policy (the initial student) into this directory.")],
+    split: SplitOpt = "test",
     params: ParamsOpt = Path("params.yaml"),
     set_: SetOpt = None,
 ) -> None:
@@ -272,8 +279,9 @@ def evaluate_cmd(
     from daggerlm.instances import load_instances
 
     p = _params(params, set_)
+    items = load_instances(instances, split)  # a bad name or split is reported before a policy starts
     with stages.evaluation_policy(p, 0) as (policy, _):
-        metrics = evaluate(load_instances(instances), policy, out, runtime=p.runtime, agent=p.agent,
+        metrics = evaluate(items, policy, out, runtime=p.runtime, agent=p.agent,
                            concurrency=p.evaluation.concurrency, model_name=policy.identity, seed=p.seed,
                            max_failed_share=p.dagger.max_failed_share)
     _print_stats(f"{policy.identity} on {instances}", metrics)
@@ -284,6 +292,7 @@ def grade_cmd(
     instances: Annotated[str, typer.Option(help="Instances file or dataset name.")],
     predictions: Annotated[Path, typer.Option(help="predictions.jsonl (swebench format).")],
     out: Annotated[Path, typer.Option(help="JSONL of per-instance reports.")],
+    split: SplitOpt = "test",
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Grade a predictions file against instances with swebench's grading rules."""
@@ -292,7 +301,7 @@ def grade_cmd(
     from daggerlm.io import atomic_write_jsonl
 
     p = _params(params, None)
-    by_id = {i.instance_id: i for i in load_instances(instances)}
+    by_id = {i.instance_id: i for i in load_instances(instances, split)}
     if not predictions.is_file():
         raise InputError(f"{predictions}: predictions file not found")
     reports = []

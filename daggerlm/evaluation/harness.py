@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 from functools import cache
@@ -24,12 +25,14 @@ from daggerlm.errors import InputError
 from daggerlm.evaluation.grading import patched_files, test_command
 from daggerlm.instances.schema import Instance
 from daggerlm.io import atomic_write_jsonl
-from daggerlm.runtime.images import sweb_image_name
+from daggerlm.runtime.images import OFFICIAL_IMAGES, official_image_name
 
 REPOS = Path(__file__).with_name("swebench_repos.yaml")
 TESTBED = "/testbed"
 HEREDOC = "EOF_114329324912"  # SWE-bench's delimiter for the test patch
 NON_TEST_SUFFIXES = (".json", ".png", ".csv", ".txt", ".md", ".jpg", ".jpeg", ".pkl", ".yml", ".yaml", ".toml")
+OFFICIAL_SOURCES = ("swebench", "swe-gym")  # records run in published images, by a repository spec
+DIRECTIVES = ("paths", "django_modules", "mypy_cases")  # how a test command names the tests (see the YAML)
 
 
 @cache
@@ -38,6 +41,10 @@ def repo_specs(path: Path = REPOS) -> dict[str, dict]:
     for repo, spec in specs.items():
         if spec.get("log_parser") not in PARSER_REGISTRY:
             raise InputError(f"{path}: {repo}: log_parser {spec.get('log_parser')!r} is not one of swebench's parsers")
+        if spec.get("images", "swebench") not in OFFICIAL_IMAGES:
+            raise InputError(f"{path}: {repo}: images {spec['images']!r} is not one of {', '.join(OFFICIAL_IMAGES)}")
+        if spec.get("directives", "paths") not in DIRECTIVES:
+            raise InputError(f"{path}: {repo}: directives {spec['directives']!r} is not one of {', '.join(DIRECTIVES)}")
     return specs
 
 
@@ -57,21 +64,41 @@ def official_eval_script(base_commit: str, test_patch: str, test_cmd: str, setup
 
 
 def _directives(test_patch: str, style: str) -> list[str]:
+    """What the test command is given: the test files, as paths or (django) modules, or (mypy, whose
+    cases live in .test data files collected by mypy's own plugin) a -k expression over the cases
+    the test patch names, as SWE-Gym's harness builds it (no case: `-k ''`, every test)."""
+    if style == "mypy_cases":
+        cases = dict.fromkeys(re.findall(r"\[case ([^\]]+)\]", test_patch))
+        return ["-k", shlex.quote(" or ".join(cases))]
     files = [f for f in patched_files(test_patch) if not f.endswith(NON_TEST_SUFFIXES)]
     if style == "django_modules":
         return [re.sub(r"\.py$", "", f.removeprefix("tests/")).replace("/", ".") for f in files]
     return files
 
 
-def swebench_spec(instance: Instance, namespace: str = "swebench") -> dict:
-    """What a SWE-bench / SWE-Gym record needs to run in its official image (nothing is run here)."""
+def repo_spec(instance: Instance) -> dict:
+    """The spec of a SWE-bench / SWE-Gym record's repository; one line naming the record if none."""
     spec = repo_specs().get(instance.repo)
     if spec is None:
         raise InputError(f"instance {instance.instance_id}: repo {instance.repo!r} is not in {REPOS} "
                          f"(known: {', '.join(repo_specs())})")
+    return spec
+
+
+def require_repo_specs(instances: list[Instance]) -> None:
+    """Refuse a batch before anything is built for it: every official record's repository has a spec."""
+    for instance in instances:
+        if instance.source in OFFICIAL_SOURCES:
+            repo_spec(instance)
+
+
+def swebench_spec(instance: Instance, namespace: str | None = None) -> dict:
+    """What a SWE-bench / SWE-Gym record needs to run in its official image (nothing is run here). The
+    image is the one published for the repository's dataset (its `images`), under `namespace` if given."""
+    spec = repo_spec(instance)
     test_cmd = " ".join([spec["test_cmd"], *_directives(instance.test_patch, spec.get("directives", "paths"))])
     conda = ["source /opt/miniconda3/bin/activate", "conda activate testbed"]
-    return {"image": sweb_image_name(instance.instance_id, namespace),
+    return {"image": official_image_name(instance.instance_id, spec.get("images", "swebench"), namespace),
             "eval_script": official_eval_script(instance.base_commit, instance.test_patch, test_cmd,
                                        setup=[*conda, *spec.get("pre", [])],
                                        install=spec.get("install")),
@@ -85,10 +112,10 @@ def mutation_spec(instance: Instance, image: str) -> dict:
             "log_parser": "parse_log_pytest", "eval_type": "pass_and_fail"}
 
 
-def with_docker_spec(instance: Instance, namespace: str = "swebench") -> Instance:
+def with_docker_spec(instance: Instance, namespace: str | None = None) -> Instance:
     """`instance` with what the harness needs: official images for SWE-bench / SWE-Gym records (by
     name), locally built ones for the others (their environment's image must exist)."""
-    if instance.source in ("swebench", "swe-gym"):
+    if instance.source in OFFICIAL_SOURCES:
         spec = swebench_spec(instance, namespace)
     else:
         from daggerlm.runtime.images import build_instance_image

@@ -70,14 +70,24 @@ def load_parquet(path: Path) -> list[Instance]:
     return _check_unique(out, str(path))
 
 
-def load_hub(name: str, split: str = "test") -> list[Instance]:
-    """A Hugging Face dataset by name; needs a reachable hub or a local datasets cache."""
+def _hub_rows(name: str, split: str) -> Iterable[dict]:
+    """`split` of the hub dataset `name`. All its splits are loaded (the hub's `datasets` prepares them
+    all anyway) so that a split it lacks (SWE-Gym has only `train`) is named, not a library trace."""
     try:
         import datasets
 
-        rows = datasets.load_dataset(name, split=split)
-    except Exception as e:  # offline, unknown name, no such split
-        raise InputError(f"dataset '{name}' (split '{split}'): cannot load from the hub or cache: {e}") from None
+        splits = datasets.load_dataset(name)
+    except Exception as e:  # offline, unknown name
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise InputError(f"dataset '{name}' (split '{split}'): cannot load from the hub or cache: {reason}") from None
+    if split not in splits:
+        raise InputError(f"dataset '{name}' has no split '{split}' (it has: {', '.join(splits)}); choose one with --split")
+    return splits[split]
+
+
+def load_hub(name: str, split: str = "test") -> list[Instance]:
+    """A Hugging Face dataset by name; needs a reachable hub or a local datasets cache."""
+    rows = _hub_rows(name, split)
     source = "swe-gym" if "gym" in name.lower() else "swebench"
     out = []
     for i, r in enumerate(rows):

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from dataclasses import dataclass
 
 from swebench.image_builder.image_spec import ImageSpec
 
@@ -29,6 +30,30 @@ IMAGE_FORMAT = "2"  # bumped when what goes into an image changes: older ones ar
 def sweb_image_name(instance_id: str, namespace: str, tag: str = "latest") -> str:
     """`<namespace>/sweb.eval.x86_64.<id, __ as _1776_>:<tag>`, by swebench's own naming rule."""
     return ImageSpec(instance_id=instance_id, dockerfile="(built elsewhere)", namespace=namespace, tag=tag).name
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Where a dataset publishes its prebuilt instance images, and how it spells an instance id in a
+    name (Docker Hub allows no `__`, and each publisher chose its own stand-in)."""
+
+    namespace: str
+    dunder: str
+
+
+# The one place the published images are named: SWE-bench's own (swebench's `ImageSpec` rule) and
+# SWE-Gym's (OpenHands' `get_instance_docker_image` in SWE-Gym/OpenHands evaluation/swe_bench/run_infer.py).
+OFFICIAL_IMAGES: dict[str, ImageSet] = {"swebench": ImageSet("swebench", "_1776_"),
+                                        "swe-gym": ImageSet("xingyaoww", "_s_")}
+
+
+def official_image_name(instance_id: str, images: str, namespace: str | None = None, tag: str = "latest") -> str:
+    """The published image of `instance_id` in the image set `images` (a key of OFFICIAL_IMAGES), under
+    `namespace` (default: the set's own; another is a mirror that keeps the set's names)."""
+    if images not in OFFICIAL_IMAGES:
+        raise InputError(f"image set {images!r}: expected one of {', '.join(OFFICIAL_IMAGES)}")
+    chosen = OFFICIAL_IMAGES[images]
+    return f"{namespace or chosen.namespace}/sweb.eval.x86_64.{instance_id}:{tag}".replace("__", chosen.dunder).lower()
 
 
 def instance_image_tag(instance_id: str) -> str:
