@@ -20,6 +20,16 @@ from daggerlm.policies.base import Completion, PolicyRequest
 from daggerlm.config import Sampling
 
 
+def error_line(e: Exception) -> str:
+    """`Type: message` of a failed request on one line, with the server's own words where the SDK's
+    text lacks them (vLLM's auth answers `{"error": "Unauthorized"}`, FastAPI `{"detail": "Not Found"}`)."""
+    text, body = str(e), getattr(e, "body", None)
+    extra = body if isinstance(body, str) else body.get("detail") if isinstance(body, dict) else None
+    if isinstance(extra, str) and extra and extra not in text:
+        text = f"{text} - {extra}"
+    return " ".join(f"{type(e).__name__}: {text}".split())[:300]
+
+
 class RateLimiter:
     """At most `per_minute` request starts per minute, spaced evenly (None: unlimited)."""
 
@@ -91,7 +101,7 @@ class OpenAIPolicy:
                 response = raw.parse()
             except Exception as e:  # after the SDK's retries: this turn fails, the stage goes on
                 status = getattr(e, "status_code", None)
-                return Completion("", {"policy": self.identity, "error": f"{type(e).__name__}: {str(e)[:300]}",
+                return Completion("", {"policy": self.identity, "error": error_line(e),
                                        "status_code": status, "latency_s": round(time.monotonic() - start, 3)})
         choice = response.choices[0]
         usage = response.usage.model_dump() if response.usage else {}

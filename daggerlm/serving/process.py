@@ -1,7 +1,8 @@
 """Start a server for a stage and stop it afterwards, even when the stage fails.
 
 The server binds to 127.0.0.1 on a free port, its output goes to a log file that is kept, the
-stage waits until its health URL answers (or the process dies: then the log's tail says why), and
+stage waits until its health URL answers (or the process dies: then the log's tail says why; exit
+status 2, a usage error, is the config's fault, not the machine's), and
 it is stopped by process group (SIGTERM, then SIGKILL), so workers it spawned go with it.
 """
 
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from daggerlm.errors import InfrastructureError
+from daggerlm.errors import InfrastructureError, InputError
 
 
 def free_port() -> int:
@@ -35,6 +36,8 @@ def wait_healthy(url: str, process: subprocess.Popen | None, log: Path | None, t
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
+            if process.returncode == 2:  # argparse's (and click's) usage error: a rerun would fail alike
+                raise InputError(f"server rejected its command line (exit 2): {_tail(log)}")
             raise InfrastructureError(f"server exited with {process.returncode} before answering {url}: {_tail(log)}")
         try:
             with urllib.request.urlopen(url, timeout=2) as r:

@@ -2,20 +2,18 @@
 this stage starts on the checkpoint (`transformers serve` on CPU, `vllm serve` on GPUs) or from one
 that is already running.
 
-With `server.lora`, the checkpoint is a LoRA adapter loaded into a running vLLM at run time
-(`/v1/load_lora_adapter`, named by its content fingerprint), so the server is not restarted
-between iterations.
+A LoRA checkpoint is served by vLLM as its base model with the adapter loaded at run time and
+unloaded when the stage is done (`daggerlm.serving.vllm`): on a vLLM this stage starts, always; on
+one already running (`launch: none`), with `server.lora`, so that server is never restarted.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import shutil
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from daggerlm.config import StudentConfig
@@ -24,9 +22,8 @@ from daggerlm.policies import make_policy
 from daggerlm.policies.base import Policy
 from daggerlm.policies.checkpoints import checkpoint_fingerprint
 from daggerlm.policies.history_view import HistoryWindow, student_view
+from daggerlm.serving import vllm
 from daggerlm.serving.process import free_port, managed_server
-
-SERVED_NAME = "student"
 
 
 def executable(name: str, configured: str | None) -> str:
@@ -49,26 +46,7 @@ def server_command(student: StudentConfig, checkpoint: str, port: int) -> tuple[
         argv = [executable("transformers", server.command), "serve", *where, "--device", student.device,
                 "--continuous-batching", *cache, *server.extra_args, checkpoint]
         return argv, checkpoint
-    adapter = Path(checkpoint) / "adapter_config.json"
-    if server.lora or adapter.is_file():  # serve the base model; the adapter is loaded after start
-        base = json.loads(adapter.read_text())["base_model_name_or_path"] if adapter.is_file() else checkpoint
-        argv = [executable("vllm", server.command), "serve", base, *where, "--enable-lora", *server.extra_args]
-        return argv, SERVED_NAME
-    argv = [executable("vllm", server.command), "serve", checkpoint, *where, "--served-model-name", SERVED_NAME,
-            *server.extra_args]
-    return argv, SERVED_NAME
-
-
-def load_lora_adapter(base_url: str, name: str, path: str) -> None:
-    """vLLM's runtime adapter loading (the server needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True)."""
-    body = json.dumps({"lora_name": name, "lora_path": str(Path(path).resolve())}).encode()
-    request = urllib.request.Request(f"{base_url}/load_lora_adapter", data=body,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        urllib.request.urlopen(request, timeout=300).read()
-    except urllib.error.HTTPError as e:
-        if "already" not in e.read().decode(errors="replace"):  # loaded by an earlier stage: fine
-            raise RuntimeError(f"loading LoRA adapter {path} into {base_url} failed: HTTP {e.code}") from None
+    return vllm.serve_command(executable("vllm", server.command), checkpoint, where, server.extra_args)
 
 
 @contextmanager
@@ -80,27 +58,36 @@ def open_student(student: StudentConfig, checkpoint: str) -> Iterator[Policy]:
 
 @contextmanager
 def _open_policy(student: StudentConfig, checkpoint: str) -> Iterator[Policy]:
-    """The student's policy (a server it started is stopped afterwards)."""
+    """The student's policy (a server it started is stopped afterwards, an adapter it loaded unloaded)."""
     if student.kind == "hf":
         yield make_policy("hf", **student.policy_kwargs(checkpoint))
         return
     fingerprint = checkpoint_fingerprint(checkpoint)
     server, endpoint = student.server, student.server.endpoint
-    if server.launch == "none":
-        model = endpoint.model or checkpoint
-        if server.lora and (Path(checkpoint) / "adapter_config.json").is_file():  # else: the base model itself
-            model = f"{SERVED_NAME}-{fingerprint}"
-            load_lora_adapter(endpoint.base_url, model, checkpoint)
-        yield make_policy("openai", **endpoint.model_copy(update={"model": model}).policy_kwargs(
-            student.sampling, fingerprint=fingerprint))
-        return
-    port = free_port()
-    argv, model = server_command(student, checkpoint, port)
-    env = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"} if server.launch == "vllm" else {}
-    log = Path(server.log_dir) / f"student-server-{fingerprint}-{port}.log"
-    with managed_server(argv, port, log, timeout_s=server.startup_timeout_s, env=env) as base_url:
-        if model == SERVED_NAME and server.launch == "vllm" and "--enable-lora" in argv:
-            load_lora_adapter(base_url, SERVED_NAME, checkpoint)
+    key = os.environ.get(endpoint.api_key_env)
+    with ExitStack() as stack:
+        if server.launch == "none":
+            base_url, provider = endpoint.base_url, None
+            adapter = vllm.Adapter.of(checkpoint)
+            if adapter and not server.lora and not endpoint.model:
+                raise InputError(f"{checkpoint} is a LoRA adapter: set student.server.lora (the server loads it at "
+                                 "run time) or student.server.endpoint.model (the name it is served under)")
+            adapter = adapter if server.lora else None  # else: a model the server already serves as it is
+            model = stack.enter_context(vllm.lora_adapter(base_url, adapter, key)) if adapter else (
+                endpoint.model or checkpoint)
+        else:
+            port = free_port()
+            argv, model = server_command(student, checkpoint, port)
+            on_vllm = server.launch == "vllm"
+            log = Path(server.log_dir) / f"student-server-{fingerprint}-{port}.log"
+            base_url = stack.enter_context(managed_server(
+                argv, port, log, health_path="/health" if on_vllm else "/v1/models",
+                timeout_s=server.startup_timeout_s, env=vllm.RUNTIME_LORA_ENV if on_vllm else {}))
+            provider = f"{server.launch} server"
+            if on_vllm and (adapter := vllm.Adapter.of(checkpoint)):
+                model = stack.enter_context(vllm.lora_adapter(base_url, adapter, key))
+            elif on_vllm:
+                vllm.require_served(base_url, model, key)
         served = endpoint.model_copy(update={"base_url": base_url, "model": model})
         yield make_policy("openai", **served.policy_kwargs(student.sampling, fingerprint=fingerprint),
-                          provider=f"{server.launch} server")
+                          **({"provider": provider} if provider else {}))

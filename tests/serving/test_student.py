@@ -53,7 +53,7 @@ def test_vllm_commands(tmp_path):
                     "--served-model-name", "student", "--gpu-memory-utilization", "0.8"] and model == "student"
     adapter = tmp_path / "iter_1"
     adapter.mkdir()
-    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "Qwen/Qwen3-8B"}))
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "Qwen/Qwen3-8B", "r": 16}))
     argv, model = server_command(student, str(adapter), 8123)
     assert argv[:3] == ["/opt/vllm/bin/vllm", "serve", "Qwen/Qwen3-8B"] and "--enable-lora" in argv
     missing = load_params(None, {"student.kind": "openai", "student.server": {"launch": "vllm"}}).student
