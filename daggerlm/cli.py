@@ -240,7 +240,7 @@ app.add_typer(pipeline_app, name="pipeline")
 @pipeline_app.command("write")
 def pipeline_write(params: ParamsOpt = Path("params.yaml"),
                    out: Annotated[Path, typer.Option(help="Where to write it.")] = Path("dvc.yaml")) -> None:
-    """Write dvc.yaml from the stage table for params.yaml (iterations, data root)."""
+    """Write dvc.yaml from the stage table for params.yaml (iterations, data root, a local base model)."""
     from daggerlm.dagger.pipeline import dvc_yaml
     from daggerlm.io import atomic_write_text
 

@@ -72,8 +72,10 @@ class StudentServerConfig(Section):
     command: str | None = None
     """The server's executable (default: `transformers` / `vllm` next to this python, else on PATH)."""
     lora: bool = False
-    """vLLM with LoRA checkpoints: serve the base model with `--enable-lora` and load each iteration's
-    adapter at run time (`/v1/load_lora_adapter`) instead of restarting with merged weights."""
+    """With `launch: none`: the running vLLM takes each iteration's LoRA adapter at run time
+    (`/v1/load_lora_adapter`, unloaded after the stage; the server needs `--enable-lora` and
+    VLLM_ALLOW_RUNTIME_LORA_UPDATING=True). A vLLM the stage starts always serves an adapter this way
+    (its base with `--enable-lora`); a full model (iteration 0) is served as `student`, nothing loaded."""
     startup_timeout_s: float = Field(600.0, gt=0)
     log_dir: str = ".daggerlm/logs"
     """Where a started server's output is kept (one file per start)."""
@@ -86,7 +88,10 @@ class StudentConfig(Section):
     kind: Literal["hf", "openai"] = "hf"
     """`hf`: in-process transformers; `openai`: over HTTP from a server (`server`)."""
     model: str = "data/checkpoints/iter_0"
-    """Initial student: a model directory or hub id. With `build_tiny`, init-model writes it here."""
+    """Initial student: a model directory or hub id (org/name) with a chat template. With `build_tiny`,
+    init-model writes it here; otherwise init-model records it as checkpoint 0 (a directory with the
+    hash of its files, not a copy) and, given as a path that cannot be a hub id (absolute, ./relative),
+    it is a DVC dep of init-model (regenerate dvc.yaml after changing it)."""
     build_tiny: bool = True
     """Build a tiny random-weight model with a locally trained tokenizer at `model` (init-model stage)."""
     tiny: TinyModelConfig = TinyModelConfig()

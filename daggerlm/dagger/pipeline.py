@@ -41,6 +41,9 @@ class Stage:
     """Params it reads that cannot change its outputs (where to cache, how many threads)."""
     metrics: Paths = field(default=lambda lay, k: [])
     plots: Paths = field(default=lambda lay, k: [])
+    param_deps: Callable[[Params], list[Path]] = field(default=lambda p: [])
+    """Deps outside the data layout that params name (init-model: a local base model). A function of
+    the params alone, never of what is on disk, so dvc.yaml stays a function of params.yaml."""
 
 
 STAGES: tuple[Stage, ...] = (
@@ -49,7 +52,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("init-model", stages.stage_init_model, per_iteration=False,
           reads=("seed", "student.model", "student.build_tiny", "student.tiny", "student.device",
                  "instances.modules_per_repo", "instances.functions_per_module", "runtime", "agent"),
-          unaffected=("dagger.concurrency",),
+          unaffected=("dagger.concurrency",), param_deps=stages.base_deps,
           deps=lambda lay, k: [], outs=lambda lay, k: [lay.checkpoint(0)]),
     Stage("rollout", stages.stage_rollout, fans_out=True,
           reads=("seed", "dagger.beta", "dagger.rollin_turns", "dagger.concurrency", "dagger.episodes_per_iteration",
@@ -108,13 +111,15 @@ def run_stage(p: Params, name: str, k: int | None = None, runner: ItemRunner | N
 
 def dvc_yaml(p: Params) -> str:
     """dvc.yaml for these params: every stage of every iteration, paths under `data`, each stage's
-    params its declared reads. Regenerate it whenever `dagger.iterations` or `data` change."""
+    params its declared reads. Regenerate it whenever `dagger.iterations`, `data`, `student.model`
+    or `student.build_tiny` change."""
     lay = stages.layout(p)
     out: dict[str, Any] = {}
     for s in STAGES:
         iterations = range(p.dagger.iterations) if s.per_iteration else [0]
         kinds = {kind: [[str(x) for x in getattr(s, kind)(lay, k)] for k in iterations]
                  for kind in ("deps", "outs", "metrics", "plots")}
+        kinds["deps"] = [paths + [str(x) for x in s.param_deps(p)] for paths in kinds["deps"]]
         for kind, per_k in kinds.items():
             assert len({len(paths) for paths in per_k}) == 1, f"{s.name}.{kind}: not the same count each iteration"
         if not s.per_iteration:

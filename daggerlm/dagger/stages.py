@@ -2,7 +2,7 @@
 `params.data`; `pipeline.STAGES` declares them (reads, deps, outs) and every entry point runs them from there.
 
     instances      data/instances/{train,eval}.jsonl
-    init-model     params.student.model (a tiny model built locally)
+    init-model     data/checkpoints/iter_0    the tiny model built there, or a record of the base student.model
     rollout K      data/rollouts/iter_K/      student = checkpoint K, teacher via the label cache
     label K        data/labels/iter_K/        every visited state labeled (labels.parquet)
     aggregate K    data/aggregated/iter_K/    aggregate K−1 ∪ labels K (within the label budget)
@@ -31,6 +31,7 @@ from daggerlm.instances import Instance, load_instances, write_instances
 from daggerlm.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
 from daggerlm.policies import make_policy
 from daggerlm.policies.base import Policy
+from daggerlm.policies.checkpoints import base_record, check_base, is_path, write_base_record
 from daggerlm.policies.history_view import HistoryWindow
 from daggerlm.serving.student import open_student
 
@@ -40,13 +41,25 @@ def layout(p: Params) -> Layout:
 
 
 def checkpoint(p: Params, k: int) -> str:
-    """The student that acts in iteration k: the initial model for k = 0, else what iteration k−1 trained."""
+    """The student that acts in iteration k: for k = 0 the initial model (the base that init-model
+    recorded as checkpoint 0, else `student.model`), for k > 0 what iteration k−1 trained."""
+    if k == 0 and (record := base_record(layout(p).checkpoint(0))):
+        if record["base_model"] != p.student.model:
+            raise InputError(f"{layout(p).checkpoint(0)}: records base {record['base_model']}, but student.model "
+                             f"is {p.student.model}; run init-model again")
+        return check_base(record, layout(p).checkpoint(0))
     path = p.student.model if k == 0 else str(layout(p).checkpoint(k))
     local = Path(path)
     if k > 0 or p.student.build_tiny or local.exists():  # otherwise a hub id
         if not ((local / "config.json").is_file() or (local / "adapter_config.json").is_file()):
             raise InputError(f"{path}: checkpoint not found (the student of iteration {k})")
     return path
+
+
+def base_deps(p: Params) -> list[Path]:
+    """init-model's deps outside the data layout: a user's base model given as a path (`checkpoints.is_path`:
+    absolute, ./relative, or not shaped like a hub id's org/name), so DVC reruns it when those files change."""
+    return [Path(p.student.model)] if not p.student.build_tiny and is_path(p.student.model) else []
 
 
 def load_split(p: Params, split: str) -> list[Instance]:
@@ -95,17 +108,24 @@ def stage_instances(p: Params) -> dict:
 
 
 def stage_init_model(p: Params) -> dict:
-    """The student of iteration 0: with `student.build_tiny`, the tiny student, built from a corpus
-    of instances outside both splits (`training.tiny_student`)."""
+    """The student of iteration 0, always as checkpoint 0 (init-model's declared out): with
+    `student.build_tiny`, the tiny student, built at `student.model` from a corpus of instances outside
+    both splits (`training.tiny_student`); otherwise, or when it was built elsewhere, a record of the
+    base `student.model` (a directory, with the hash of its files, or a hub id), not a copy of it."""
     from daggerlm.instances.synthetic import generate
     from daggerlm.training.tiny_student import build_tiny_student
 
+    out = layout(p).checkpoint(0)
     if not p.student.build_tiny:
-        return {"model": checkpoint(p, 0), "built": False}
+        record = write_base_record(out, p.student.model)
+        return {"model": p.student.model, "built": False, "content_hash": record["content_hash"]}
     corpus = generate(p.student.tiny.corpus_instances, "train", p.seed + 10_000, p.instances.modules_per_repo,
                       p.instances.functions_per_module)
-    return build_tiny_student(p.student.model, p.student.tiny, corpus, runtime=p.runtime, agent=p.agent,
-                              concurrency=p.dagger.concurrency, seed=p.seed, device=p.student.device)
+    result = build_tiny_student(p.student.model, p.student.tiny, corpus, runtime=p.runtime, agent=p.agent,
+                                concurrency=p.dagger.concurrency, seed=p.seed, device=p.student.device)
+    if Path(p.student.model).resolve() != out.resolve():
+        write_base_record(out, p.student.model)
+    return result
 
 
 def stage_rollout(p: Params, k: int, runner: ItemRunner | None = None) -> dict:

@@ -1,7 +1,8 @@
 """The `hf` policy: a causal LM run in-process with transformers (CPU by default).
 
-Loads a model directory or hub id, or a PEFT adapter directory (its base is read from the
-adapter config). Generation is batched (left padding, one `generate` call per batch) and each row
+Loads a model directory or hub id, a PEFT adapter directory (its base is read from the adapter
+config), or a base record (`checkpoints.resolve`); prompts are rendered by the model's own chat
+template. Generation is batched (left padding, one `generate` call per batch) and each row
 samples with its own generator seeded by the request, so an episode's tokens do not depend on the
 other rows of its batch.
 """
@@ -18,7 +19,7 @@ from transformers.utils import logging as hf_logging
 
 from daggerlm.errors import InputError
 from daggerlm.policies.base import Completion, PolicyRequest
-from daggerlm.policies.checkpoints import checkpoint_fingerprint
+from daggerlm.policies.checkpoints import checkpoint_fingerprint, is_path, resolve
 from daggerlm.config import Sampling
 
 
@@ -72,25 +73,29 @@ def check_device(device: str) -> None:
 
 
 def load_model_and_tokenizer(path: str, device: str = "cpu", dtype: str = "float32", trainable: bool = False):
-    """A model directory, hub id, or PEFT adapter directory -> (model, tokenizer)."""
+    """A model directory, hub id, PEFT adapter directory or base record -> (model, tokenizer)."""
     check_device(device)
     avoid_cudnn_attention()
+    path = resolve(path)
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise InputError(f"{path}: expected a model directory")
-    if not p.exists() and (path.startswith((".", "/")) or path.count("/") != 1):
+    if not p.exists() and is_path(path):
         raise InputError(f"{path}: checkpoint not found")
     hf_logging.disable_progress_bar()  # weight-loading bars; training keeps its own
     torch_dtype = getattr(torch, dtype)
     if (p / "adapter_config.json").is_file():
         from peft import PeftModel
 
-        base = json.loads((p / "adapter_config.json").read_text())["base_model_name_or_path"]
+        base = resolve(json.loads((p / "adapter_config.json").read_text())["base_model_name_or_path"])
         model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype)
         model = PeftModel.from_pretrained(model, str(p), is_trainable=trainable)
     else:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
     tokenizer = AutoTokenizer.from_pretrained(path)
+    if not tokenizer.chat_template:  # prompts and training masks are rendered by the model's own template
+        raise InputError(f"{path}: its tokenizer has no chat template (use a chat/instruct model, or add one "
+                         "to its tokenizer_config.json)")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.to(device), tokenizer
@@ -101,6 +106,7 @@ class HFPolicy:
                  device: str = "cpu", dtype: str = "float32"):
         self.sampling = sampling or Sampling()
         self.max_prompt_tokens = max_prompt_tokens
+        model = resolve(model)
         self.model, self.tokenizer = load_model_and_tokenizer(model, device, dtype)
         self.model.eval()
         self.device = device

@@ -1,9 +1,11 @@
-"""Fine-tune the student on an aggregate with TRL's SFTTrainer (completion-only loss).
+"""Fine-tune the student on an aggregate with TRL's SFTTrainer, the loss on the teacher's labels only.
 
-Full fine-tuning or LoRA (PEFT), starting from the base model or the previous checkpoint. The
-checkpoint directory is written to a temporary name and renamed when complete; it holds the model
-(or adapter), the tokenizer and `daggerlm_checkpoint.json` with the config, the aggregate's hash
-and the loss on the aggregate before and after training.
+Examples are tokenized here through the model's own chat template (`chat_masks`) and handed to TRL
+pre-tokenized. Full fine-tuning or LoRA (PEFT; one adapter per iteration, on the base model named in
+its adapter_config.json), starting from the base model or the previous checkpoint. The checkpoint
+directory is written to a temporary name and renamed when complete; it holds the model (or adapter),
+the tokenizer and `daggerlm_checkpoint.json` with the config, the aggregate's hash and the loss on
+the aggregate before and after training.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from transformers.utils import logging as hf_logging
 from daggerlm.errors import InputError
 from daggerlm.io import atomic_write_json
 from daggerlm.policies.checkpoints import CHECKPOINT_META
-from daggerlm.policies.hf import chat_ids, load_model_and_tokenizer
+from daggerlm.policies.hf import load_model_and_tokenizer
 from daggerlm.policies.history_view import HistoryWindow
+from daggerlm.training.chat_masks import encode_dataset
 from daggerlm.config import TrainConfig
 
 
@@ -37,28 +40,14 @@ def load_aggregate(path: Path, window: HistoryWindow = HistoryWindow()) -> datas
     return datasets.Dataset.from_pandas(frame, preserve_index=False)
 
 
-def _drop_too_long(ds: datasets.Dataset, tokenizer, max_length: int | None) -> tuple[datasets.Dataset, int]:
-    """TRL keeps the start of long sequences, which would cut the completion: drop them instead."""
-    if not max_length:
-        return ds, 0
-
-    def fits(row) -> bool:
-        return len(chat_ids(tokenizer, row["prompt"] + row["completion"])) <= max_length
-
-    kept = ds.filter(fits)
-    return kept, len(ds) - len(kept)
-
-
 @torch.no_grad()
-def completion_loss(model, tokenizer, ds: datasets.Dataset) -> float:
-    """Mean token NLL of the completions given their prompts (what SFT minimises)."""
+def completion_loss(model, encoded: datasets.Dataset) -> float:
+    """Mean token NLL of the labels given their prompts (what SFT minimises), on `chat_masks` examples."""
     model.eval()
     total, count = 0.0, 0
-    for row in ds:
-        prompt = chat_ids(tokenizer, row["prompt"], add_generation_prompt=True)
-        ids = torch.tensor([chat_ids(tokenizer, row["prompt"] + row["completion"])], device=model.device)
-        labels = ids.clone()
-        labels[0, : len(prompt)] = -100
+    for row in encoded:
+        ids = torch.tensor([row["input_ids"]], device=model.device)
+        labels = ids.masked_fill(torch.tensor([row["completion_mask"]], device=model.device) == 0, -100)
         n = int((labels[0, 1:] != -100).sum())
         total += float(model(input_ids=ids, labels=labels).loss) * n
         count += n
@@ -90,11 +79,13 @@ def train(aggregate: str | Path, init_model: str, out_dir: str | Path, config: T
     shutil.rmtree(tmp, ignore_errors=True)
     on_gpu = torch.cuda.is_available()
     model, tokenizer = load_model_and_tokenizer(init_model, "cuda" if on_gpu else "cpu", trainable=True)
-    ds, dropped = _drop_too_long(load_aggregate(Path(aggregate), window), tokenizer,
+    if config.mode == "full" and hasattr(model, "peft_config"):  # from a LoRA checkpoint: train all weights
+        model = model.merge_and_unload().requires_grad_(True)  # PEFT froze the base's weights
+    ds, dropped = encode_dataset(load_aggregate(Path(aggregate), window), tokenizer,
                                  config.sft.get("max_length", 1024))
     if len(ds) == 0:
         raise InputError(f"{aggregate}: no example fits train.sft.max_length={config.sft.get('max_length')}")
-    loss_before = completion_loss(model, tokenizer, ds)
+    loss_before = completion_loss(model, ds)
     fixed = {"output_dir": str(tmp / "trainer"), "save_strategy": "no", "report_to": [], "seed": seed,
              "completion_only_loss": True, "use_cpu": not on_gpu, "dataset_num_proc": None}
     known = {f.name for f in dataclasses.fields(SFTConfig)}
@@ -108,7 +99,7 @@ def train(aggregate: str | Path, init_model: str, out_dir: str | Path, config: T
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer, peft_config=peft_config)
     result = trainer.train()
     model = trainer.model
-    loss_after = completion_loss(model, tokenizer, ds)
+    loss_after = completion_loss(model, ds)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(tmp / "trainer", ignore_errors=True)
