@@ -67,3 +67,37 @@ def test_exponent_floats_without_a_dot_are_floats_in_params_andparse_overrides(t
     assert load_params(path).train.sft["warmup_steps"] == 10.0
     assert load_params(path, parse_overrides(["train.sft.learning_rate=2e-5"])).train.sft["learning_rate"] == 2e-5
     assert parse_overrides(["student.model=1e3x", "seed=7"]) == {"student.model": "1e3x", "seed": 7}  # only numbers
+
+
+def test_a_split_without_a_source_is_synthetic_so_the_shipped_params_keep_their_meaning():
+    from daggerlm.config import FileSource, HubSource, MutationSource, SyntheticSource
+
+    shipped = load_params(REPO / "params.yaml").instances
+    assert shipped.train == shipped.eval == SyntheticSource(n=12, seed=0)
+    assert (shipped.modules_per_repo, shipped.functions_per_module) == (2, 3)
+    p = load_params(None, {"instances.train": {"source": "file", "path": "data/mine.parquet", "ids": ["a", "b"]},
+                           "instances.eval": {"source": "hf", "name": "SWE-Gym/SWE-Gym", "split": "train",
+                                              "slice": "10:"}})
+    assert isinstance(p.instances.train, FileSource) and p.instances.train.ids == ["a", "b"]
+    assert isinstance(p.instances.eval, HubSource) and p.instances.eval.bounds(30) == (10, 30)
+    m = load_params(None, {"instances.train": {"source": "mutation", "n": 4, "libraries": ["toolz"]}}).instances.train
+    assert isinstance(m, MutationSource) and m.libraries_file is None and m.cache == ".daggerlm/libraries"
+
+
+@pytest.mark.parametrize("split, message", [
+    ({"source": "files", "path": "x.jsonl"},
+     "instances.train.source: 'files' is not a source; expected one of synthetic, file, hf, mutation"),
+    ({"source": "file", "path": "x.jsonl", "n": 3},
+     "unknown key 'instances.train.n'; allowed: ids, official_images, path, slice, source"),
+    ({"n": 3, "path": "x.jsonl"}, "unknown key 'instances.train.path'; allowed: n, seed, source"),
+    ({"source": "hf"}, "instances.train.name: required, missing"),
+    ({"source": "mutation", "libraries": ["toolz"]}, "instances.train.n: required, missing"),
+    ({"source": "hf", "name": "a/b", "slice": "3-5"},
+     "instances.train.slice: Value error, expected start:stop with non-negative integers, e.g. '0:50' (got '3-5')"),
+])
+def test_bad_instance_sources_are_one_line_naming_the_key(tmp_path, split, message):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"instances": {"train": split}}))
+    with pytest.raises(InputError) as err:
+        load_params(path)
+    assert str(err.value) == f"{path}: {message}"

@@ -1,4 +1,4 @@
-"""The DAgger loop: instances, β schedule, labels, evaluation."""
+"""The DAgger loop: β schedule, labels, evaluation (instances: `config.instances`)."""
 
 from __future__ import annotations
 
@@ -39,22 +39,6 @@ class BetaSchedule(BaseModel):
         if self.kind == "exponential":
             return self.p**iteration
         return max(self.floor, 1.0 - self.decay * iteration)
-
-
-class SplitConfig(Section):
-    n: int = Field(16, ge=1)
-    """Number of instances."""
-    seed: int = 0
-    """Generator seed (the splits are disjoint whatever the seeds)."""
-
-
-class InstancesConfig(Section):
-    train: SplitConfig = SplitConfig()
-    """The instances rolled out in every iteration (the same ones each time, as in the paper)."""
-    eval: SplitConfig = SplitConfig()
-    """The held-out instances the student is evaluated on after every iteration."""
-    modules_per_repo: int = Field(2, ge=1, le=6)
-    functions_per_module: int = Field(3, ge=1, le=5)
 
 
 class DaggerConfig(Section):

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from types import UnionType
+from typing import Annotated, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from daggerlm.config.base import Section
-from daggerlm.config.dagger import DaggerConfig, EvalConfig, InstancesConfig
+from daggerlm.config.dagger import DaggerConfig, EvalConfig
+from daggerlm.config.instances import InstancesConfig
 from daggerlm.config.policies import StudentConfig, TeacherConfig
 from daggerlm.config.runtime import AgentConfig, RuntimeConfig
 from daggerlm.config.training import TrainConfig
@@ -31,22 +34,51 @@ class Params(Section):
     agent: AgentConfig = AgentConfig()
 
 
-def _allowed_keys(loc: tuple) -> list[str]:
-    model: type[BaseModel] = Params
-    for part in loc[:-1]:
-        field = model.model_fields.get(str(part))
-        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
-            return []
-        model = field.annotation
-    return sorted(model.model_fields)
+def _models(annotation: object) -> dict[str, type[BaseModel]]:
+    """The models a field holds, by the tag a validation error puts in its path: {"": M} for a model,
+    {"file": FileSource, ...} for a union tagged by `source` (`instances.train`)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return {"": annotation}
+    if get_origin(annotation) is Annotated:
+        return _models(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):
+        members = [m for a in get_args(annotation) for m in _models(a).values()]
+        return {get_args(m.model_fields["source"].annotation)[0]: m for m in members if "source" in m.model_fields}
+    return {}
+
+
+def _resolve(loc: tuple) -> tuple[str, type[BaseModel] | None]:
+    """(the dotted key as the user wrote it, union tags left out; the model that holds its last part)."""
+    model: type[BaseModel] | None = Params
+    shown: list[str] = []
+    parts = [str(p) for p in loc]
+    while parts:
+        part = parts.pop(0)
+        shown.append(part)
+        field = model.model_fields.get(part) if model is not None else None
+        if not parts:
+            break
+        models = _models(field.annotation) if field is not None else {}
+        if "" in models:
+            model = models[""]
+        elif parts[0] in models:
+            model = models[parts.pop(0)]
+        else:
+            model = None
+    return ".".join(shown), model
 
 
 def _describe(err: ValidationError, source: str) -> str:
     e = err.errors()[0]
-    key = ".".join(str(p) for p in e["loc"])
+    key, model = _resolve(tuple(e["loc"]))
     if e["type"] == "extra_forbidden":
-        allowed = _allowed_keys(e["loc"])
+        allowed = sorted(model.model_fields) if model is not None else []
         return f"{source}: unknown key '{key}'" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+    if e["type"] == "union_tag_invalid":
+        expected = e["ctx"]["expected_tags"].replace("'", "")
+        return f"{source}: {key}.source: {e['ctx']['tag']!r} is not a source; expected one of {expected}"
+    if e["type"] == "missing":
+        return f"{source}: {key}: required, missing"
     shown = "hidden" if "key" in key else repr(e["input"])  # a key put where its name belongs stays out of logs
     return f"{source}: {key}: {e['msg']} (got {shown})"
 

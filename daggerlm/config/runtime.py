@@ -10,10 +10,11 @@ from daggerlm.config.base import Section
 
 
 class RuntimeConfig(Section):
-    kind: Literal["local", "docker"] = "local"
-    """Where agent commands run: `local` (Linux namespaces, one git worktree per episode) or `docker`
+    kind: Literal["local", "docker", "auto"] = "local"
+    """Where agent commands run: `local` (Linux namespaces, one git worktree per episode), `docker`
     (one container per episode: the instance's `image`, else `docker_image` with the repository
-    copied to /testbed)."""
+    copied to /testbed), or `auto`: per instance, Docker for one that names its `image` (SWE-bench /
+    SWE-Gym records), the local sandbox for the others (synthetic, mutation)."""
     docker_image: str = "daggerlm/base:bookworm"
     """Image of instances without their own (`daggerlm docker build-base` builds it locally)."""
     cpus: float = Field(1.0, gt=0)

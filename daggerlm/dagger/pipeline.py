@@ -42,12 +42,14 @@ class Stage:
     metrics: Paths = field(default=lambda lay, k: [])
     plots: Paths = field(default=lambda lay, k: [])
     param_deps: Callable[[Params], list[Path]] = field(default=lambda p: [])
-    """Deps outside the data layout that params name (init-model: a local base model). A function of
-    the params alone, never of what is on disk, so dvc.yaml stays a function of params.yaml."""
+    """Deps outside the data layout that params name (init-model: a local base model; instances: a
+    `file` source, a user's libraries file). A function of the params alone, never of what is on
+    disk, so dvc.yaml stays a function of params.yaml."""
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("instances", stages.stage_instances, reads=("instances",), per_iteration=False,
+    Stage("instances", stages.stage_instances, per_iteration=False, param_deps=stages.instance_deps,
+          reads=("instances", "runtime"),  # runtime: where a mutation source runs the libraries' suites
           deps=lambda lay, k: [], outs=lambda lay, k: [lay.root / "instances"]),
     Stage("init-model", stages.stage_init_model, per_iteration=False,
           reads=("seed", "student.model", "student.build_tiny", "student.tiny", "student.device",

@@ -74,6 +74,7 @@ def _replacements(node: ast.AST, segment: str, parent_body: list | None) -> Iter
 def candidates(path: str, source: str) -> list[AstMutation]:
     """Every single-node mutation inside the functions of one module, in source order."""
     tree = ast.parse(source)
+    original = ast.dump(tree)  # once: a module has thousands of candidates
     data = source.encode()
     starts = _line_starts(data)
     found: list[AstMutation] = []
@@ -90,7 +91,7 @@ def candidates(path: str, source: str) -> list[AstMutation]:
                 mutated = AstMutation(path, qualname, operator, (target.lineno, target.col_offset),
                                       (target.end_lineno, target.end_col_offset), replacement)
                 try:
-                    if ast.dump(ast.parse(mutated.apply(source))) != ast.dump(tree):
+                    if ast.dump(ast.parse(mutated.apply(source))) != original:
                         found.append(mutated)
                 except SyntaxError:
                     pass

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -34,7 +34,7 @@ from daggerlm.evaluation.grading import grade, suite_runtime
 from daggerlm.instances.ast_mutations import AstMutation, candidates
 from daggerlm.instances.schema import Instance
 from daggerlm.io import ResultStore, atomic_write_text, stable_hash
-from daggerlm.runtime import open_sandbox
+from daggerlm.runtime import open_sandbox, runs_in_docker
 from daggerlm.runtime.envs import build_env
 from daggerlm.instances.git import commit_file_change, commit_files, git
 
@@ -51,6 +51,8 @@ class Library:
     tests: str
     pytest_args: list[str] = field(default_factory=list)
     test_requires: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    """Files of the sdist left out of the repository (e.g. a pytest config whose addopts need a plugin)."""
 
     @property
     def label(self) -> str:
@@ -62,16 +64,36 @@ class LibrarySkipped(Exception):
 
 
 def load_libraries(path: str | Path = LIBRARIES) -> dict[str, Library]:
-    data = yaml.safe_load(Path(path).read_text()) or {}
+    """The libraries of a YAML file in the shape of libraries.yaml; bad input is one line naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: libraries file not found")
     try:
-        return {name: Library(name=name, **spec) for name, spec in data.items()}
-    except TypeError as e:
-        raise InputError(f"{path}: {e} (expected version, package, tests, pytest_args)") from None
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise InputError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a mapping of library name to its spec")
+    fields = [f for f in Library.__dataclass_fields__ if f != "name"]
+    required = ("version", "package", "tests")
+    for name, spec in data.items():
+        if not isinstance(spec, dict):
+            raise InputError(f"{path}: {name}: expected a mapping with {', '.join(fields)}")
+        if unknown := sorted(set(spec) - set(fields)):
+            raise InputError(f"{path}: {name}: unknown field '{unknown[0]}'; expected {', '.join(fields)}")
+        if missing := [f for f in required if f not in spec]:
+            raise InputError(f"{path}: {name}: missing field '{missing[0]}' (required: {', '.join(required)})")
+    return {name: Library(name=name, **spec) for name, spec in data.items()}
+
+
+def library_dir(lib: Library, cache: Path) -> Path:
+    """Where the library's repository and validation results live (one per version and left-out files)."""
+    return cache / (lib.label + (f"-{stable_hash(sorted(lib.exclude))[:8]}" if lib.exclude else ""))
 
 
 def fetch(lib: Library, cache: Path) -> tuple[Path, str]:
     """(git repository of the sdist, its clean commit); downloaded and committed once per version."""
-    root = cache / lib.label
+    root = library_dir(lib, cache)
     done = root / "clean_commit"
     if done.is_file():
         return root / "repo", done.read_text().strip()
@@ -86,7 +108,7 @@ def fetch(lib: Library, cache: Path) -> tuple[Path, str]:
             tar.extractall(Path(tmp) / "src", filter="data")
         (top,) = (Path(tmp) / "src").iterdir()
         files = {str(p.relative_to(top)): p.read_text(errors="replace") for p in sorted(top.rglob("*"))
-                 if p.is_file() and ".egg-info" not in p.as_posix()}
+                 if p.is_file() and ".egg-info" not in p.as_posix() and str(p.relative_to(top)) not in lib.exclude}
         if root.exists():
             shutil.rmtree(root)
         commit = commit_files(root / "repo", files, message=f"{lib.label} (sdist)")
@@ -101,7 +123,7 @@ def requirements(lib: Library) -> list[str]:
 
 def build_library_env(lib: Library, repo: Path, clean: str, runtime: RuntimeConfig) -> str:
     """The library's environment for `runtime`: a virtual environment (local) or an image (docker)."""
-    if runtime.kind == "docker":
+    if runs_in_docker(_probe(lib, repo, clean), runtime):
         from daggerlm.runtime.images import build_env_image
 
         build_env_image(_probe(lib, repo, clean), requirements(lib), runtime.docker_image)
@@ -159,6 +181,11 @@ def problem_statement(lib: Library, fail_to_pass: list[str], log: str) -> str:
         "\n\nThey passed before. Fix the library so that they pass again (do not change the tests)."
 
 
+def instance_id(lib: Library, mutation: AstMutation) -> str:
+    """The id of the instance a mutation gives, known before it is validated."""
+    return f"{lib.name}__mutation-{stable_hash({'library': lib.label, 'mutation': mutation.__dict__})[:10]}"
+
+
 def validate(lib: Library, repo: Path, clean: str, baseline: SuiteRun, mutation: AstMutation,
              runtime: RuntimeConfig) -> dict:
     """Commit one mutant and run the suite; an instance (as JSON) if it breaks some tests but not all."""
@@ -176,9 +203,8 @@ def validate(lib: Library, repo: Path, clean: str, baseline: SuiteRun, mutation:
         return {"valid": False, "reason": "no test fails"}
     if not pass_to_pass:
         return {"valid": False, "reason": "every test fails"}
-    key = stable_hash({"library": lib.label, "mutation": mutation.__dict__})
     instance = Instance(
-        instance_id=f"{lib.name}__mutation-{key[:10]}", repo=f"pypi/{lib.name}", base_commit=mutant,
+        instance_id=instance_id(lib, mutation), repo=f"pypi/{lib.name}", base_commit=mutant,
         patch=git(repo, "diff", mutant, clean), test_patch="", version=lib.version, source="mutation",
         problem_statement=problem_statement(lib, fail_to_pass, log), FAIL_TO_PASS=fail_to_pass,
         PASS_TO_PASS=pass_to_pass, repo_snapshot=str(repo), environment=lib.label)
@@ -202,18 +228,24 @@ def mutation_candidates(lib: Library, repo: Path, clean: str, seed: int) -> list
 
 
 def mutate_library(lib: Library, n: int, seed: int, cache: Path, runtime: RuntimeConfig, workers: int = 2,
-                   on_progress: Callable[[int, int], None] | None = None) -> tuple[list[Instance], dict]:
-    """Up to `n` validated instances of `lib` and a report (candidates tried, kept, reasons)."""
+                   on_progress: Callable[[int, int], None] | None = None,
+                   exclude: Collection[str] = ()) -> tuple[list[Instance], dict]:
+    """Up to `n` validated instances of `lib` and a report (candidates tried, kept, reasons); none
+    whose id is in `exclude` (another split's), so a second split from the same library is disjoint."""
     repo, clean = fetch(lib, cache)
     build_library_env(lib, repo, clean, runtime)
-    baseline = run_suite(lib, repo, clean, runtime, timeout_s=max(300.0, runtime.timeout_s))
+    limit = max(300.0, runtime.timeout_s)
+    baseline = run_suite(lib, repo, clean, runtime, timeout_s=limit)
+    if baseline.timed_out:
+        raise LibrarySkipped(f"{lib.label}: its test suite did not finish in {limit:.0f}s without network "
+                             "(a test that waits on a socket or hangs: leave its file out with `exclude`)")
     if not baseline.status:
         raise LibrarySkipped(f"{lib.label}: its test suite ran no tests ({lib.tests}): {baseline.log.strip()[-200:]}")
     broken = sorted(t for t, s in baseline.status.items() if s not in FINE)
     if broken:
         raise LibrarySkipped(f"{lib.label}: {len(broken)} tests fail before any mutation, e.g. {broken[0]}")
-    store = ResultStore(cache / lib.label / "validated")
-    pending = mutation_candidates(lib, repo, clean, seed)
+    store = ResultStore(library_dir(lib, cache) / "validated")
+    pending = [m for m in mutation_candidates(lib, repo, clean, seed) if instance_id(lib, m) not in exclude]
     tried, kept, reasons = 0, [], {}
 
     def outcome(m: AstMutation) -> dict:
