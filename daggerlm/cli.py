@@ -233,6 +233,14 @@ def stage_cmd(
         print(markdown_table(result))
 
 
+@app.command("build-student")
+def build_student_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Build the tiny student at student.model (what ./setup.sh runs), or find the same build there."""
+    from daggerlm.dagger.stages import build_student
+
+    _print_stats("build-student", build_student(_params(params, set_)))
+
+
 pipeline_app = typer.Typer(no_args_is_help=True, help="The pipeline declared in daggerlm/dagger/pipeline.py.")
 app.add_typer(pipeline_app, name="pipeline")
 

@@ -62,10 +62,17 @@ def base_deps(p: Params) -> list[Path]:
     return [Path(p.student.model)] if not p.student.build_tiny and is_path(p.student.model) else []
 
 
+def instance_deps(p: Params) -> list[Path]:
+    """The instances stage's deps outside the data layout: a `file` source, a user's libraries file."""
+    from daggerlm.instances.sources import source_deps
+
+    return source_deps(p.instances)
+
+
 def load_split(p: Params, split: str) -> list[Instance]:
     path = layout(p).instances(split)
     if not path.is_file():
-        raise InputError(f"{path}: not found (run `daggerlm instances make` first)")
+        raise InputError(f"{path}: not found (run `daggerlm stage instances` first)")
     return load_instances(path)
 
 
@@ -96,33 +103,38 @@ def evaluation_policy(p: Params, k: int) -> Iterator[tuple[Policy, str]]:
 
 # --- stages -------------------------------------------------------------------------------------
 def stage_instances(p: Params) -> dict:
-    from daggerlm.instances.synthetic import generate
+    """Each split from its source (`instances.sources`: synthetic, file, hf, mutation), disjoint."""
+    from daggerlm.instances.sources import materialize
 
-    counts = {}
-    for split in ("train", "eval"):
-        spec = getattr(p.instances, split)
-        items = generate(spec.n, split, spec.seed, p.instances.modules_per_repo, p.instances.functions_per_module)
+    splits = materialize(p.instances, p.runtime)
+    for split, items in splits.items():
         write_instances(layout(p).instances(split), items)
-        counts[split] = len(items)
-    return counts
+    return {split: len(items) for split, items in splits.items()}
+
+
+def build_student(p: Params) -> dict:
+    """The tiny student at `student.model`, built from a corpus of instances outside both splits
+    (`training.tiny_student`), or reused when a build of the same recipe is there (`daggerlm build-student`)."""
+    from daggerlm.instances.synthetic import generate
+    from daggerlm.training.tiny_student import build_tiny_student
+
+    if not p.student.build_tiny:
+        raise InputError(f"student.build_tiny is false: student.model {p.student.model} is used as it is")
+    corpus = generate(p.student.tiny.corpus_instances, "train", p.seed + 10_000, p.instances.modules_per_repo,
+                      p.instances.functions_per_module)
+    return build_tiny_student(p.student.model, p.student.tiny, corpus, runtime=p.runtime, agent=p.agent,
+                              concurrency=p.dagger.concurrency, seed=p.seed, device=p.student.device)
 
 
 def stage_init_model(p: Params) -> dict:
     """The student of iteration 0, always as checkpoint 0 (init-model's declared out): with
-    `student.build_tiny`, the tiny student, built at `student.model` from a corpus of instances outside
-    both splits (`training.tiny_student`); otherwise, or when it was built elsewhere, a record of the
-    base `student.model` (a directory, with the hash of its files, or a hub id), not a copy of it."""
-    from daggerlm.instances.synthetic import generate
-    from daggerlm.training.tiny_student import build_tiny_student
-
+    `student.build_tiny`, the tiny student (`build_student`); otherwise, or when it was built elsewhere,
+    a record of the base `student.model` (a directory, with the hash of its files, or a hub id), not a copy of it."""
     out = layout(p).checkpoint(0)
     if not p.student.build_tiny:
         record = write_base_record(out, p.student.model)
         return {"model": p.student.model, "built": False, "content_hash": record["content_hash"]}
-    corpus = generate(p.student.tiny.corpus_instances, "train", p.seed + 10_000, p.instances.modules_per_repo,
-                      p.instances.functions_per_module)
-    result = build_tiny_student(p.student.model, p.student.tiny, corpus, runtime=p.runtime, agent=p.agent,
-                                concurrency=p.dagger.concurrency, seed=p.seed, device=p.student.device)
+    result = build_student(p)
     if Path(p.student.model).resolve() != out.resolve():
         write_base_record(out, p.student.model)
     return result

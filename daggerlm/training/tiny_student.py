@@ -1,5 +1,9 @@
 """The tiny student, built from nothing: a tokenizer trained on the family's text and oracle
-episodes, random weights, then (with `pretrain_steps`) language-model pretraining on the same text."""
+episodes, random weights, then (with `pretrain_steps`) language-model pretraining on the same text.
+
+Building it is the slow part of a first run (minutes of pretraining on CPU), so a finished build is
+stamped with its recipe and a later build from the same recipe reuses it: `./setup.sh` builds the
+default student once, as a real student arrives pretrained, and the pipeline's init-model finds it."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from pathlib import Path
 from daggerlm.agent.scaffold import run_episode
 from daggerlm.config import AgentConfig, RuntimeConfig, TinyModelConfig
 from daggerlm.instances.schema import Instance
+from daggerlm.io import atomic_write_json, stable_hash
 from daggerlm.policies import make_policy
 from daggerlm.training.tiny_model import build_tiny_model
 
@@ -22,7 +27,15 @@ def corpus_document(inst: Instance) -> str:
 
 def build_tiny_student(out: str | Path, cfg: TinyModelConfig, corpus: list[Instance], *, runtime: RuntimeConfig,
                        agent: AgentConfig, concurrency: int, seed: int, device: str = "cpu") -> dict:
-    """Build the student at `out` from `corpus` (instances outside both splits); returns what was made."""
+    """Build the student at `out` from `corpus` (instances outside both splits), unless a finished build
+    of the same recipe is there; returns what was made."""
+    out = Path(out)
+    recipe = stable_hash({"tiny": cfg.model_dump(), "corpus": [i.instance_id for i in corpus], "seed": seed,
+                          "agent": agent.model_dump(), "oracle": make_policy("oracle").version})
+    meta_path = out / "daggerlm_checkpoint.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    if meta.get("recipe") == recipe:
+        return {"model": str(out), "built": True, "reused": True, "parameters": meta["parameters"]}
     documents = [corpus_document(i) for i in corpus]
     oracle = make_policy("oracle")
 
@@ -44,4 +57,5 @@ def build_tiny_student(out: str | Path, cfg: TinyModelConfig, corpus: list[Insta
         result["pretrain"] = pretrain(path, documents + transcripts, steps=cfg.pretrain_steps,
                                       seq_len=cfg.pretrain_seq_len, batch_size=cfg.pretrain_batch_size,
                                       learning_rate=cfg.pretrain_learning_rate, seed=seed, device=device)
+    atomic_write_json(meta_path, {**json.loads(meta_path.read_text()), "recipe": recipe})  # finished: reusable
     return result
