@@ -69,10 +69,13 @@ def write_params(run: DaggerRun) -> Params:
             data["dagger"]["beta"] = run.beta.model_dump()
         if run.seed is not None:
             data["seed"] = run.seed
-        if run.train_instances is not None:
-            data["instances"]["train"]["n"] = run.train_instances
-        if run.eval_instances is not None:
-            data["instances"]["eval"]["n"] = run.eval_instances
+        for split, n in (("train", run.train_instances), ("eval", run.eval_instances)):
+            if n is not None:
+                source = data["instances"][split].get("source", "synthetic")
+                if source not in ("synthetic", "mutation"):
+                    raise InputError(f"{split}_instances: instances.{split} has source {source!r}, which takes "
+                                     "no count (choose its records with ids or slice in params.yaml)")
+                data["instances"][split]["n"] = n
 
     p = edit_params(path, edit)
     dvc_file = project / "dvc.yaml"

@@ -11,6 +11,7 @@ import time
 
 import pandas as pd
 import pytest
+import yaml
 
 from tests.conftest import REPO
 from tests.pipeline.project import make_project
@@ -165,3 +166,17 @@ def test_bad_ui_params_fail_before_any_stage(tmp_path):
     assert r.returncode != 0
     assert "less than or equal to 1" in r.stdout + r.stderr
     assert not (project / "data").exists()
+
+
+def test_ui_instance_counts_only_for_sources_that_have_one(tmp_path):
+    from daggerlm.errors import InputError
+    from flows.dagger import DaggerRun, write_params
+
+    project, _, _ = _project(tmp_path)
+    assert write_params(DaggerRun(project=str(project), train_instances=3)).instances.train.n == 3
+    params = project / "params.yaml"
+    data = yaml.safe_load(params.read_text())
+    data["instances"]["eval"] = {"source": "file", "path": "eval.jsonl"}
+    params.write_text(yaml.safe_dump(data))
+    with pytest.raises(InputError, match="eval_instances: instances.eval has source 'file'"):
+        write_params(DaggerRun(project=str(project), eval_instances=3))
