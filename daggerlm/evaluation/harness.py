@@ -25,13 +25,13 @@ from daggerlm.errors import InputError
 from daggerlm.evaluation.grading import patched_files, test_command
 from daggerlm.instances.schema import Instance
 from daggerlm.io import atomic_write_jsonl
+from daggerlm.runtime.conda import ACTIVATE, OFFICIAL_SOURCES
 from daggerlm.runtime.images import OFFICIAL_IMAGES, official_image_name
 
 REPOS = Path(__file__).with_name("swebench_repos.yaml")
 TESTBED = "/testbed"
 HEREDOC = "EOF_114329324912"  # SWE-bench's delimiter for the test patch
 NON_TEST_SUFFIXES = (".json", ".png", ".csv", ".txt", ".md", ".jpg", ".jpeg", ".pkl", ".yml", ".yaml", ".toml")
-OFFICIAL_SOURCES = ("swebench", "swe-gym")  # records run in published images, by a repository spec
 DIRECTIVES = ("paths", "django_modules", "mypy_cases")  # how a test command names the tests (see the YAML)
 
 
@@ -97,7 +97,7 @@ def swebench_spec(instance: Instance, namespace: str | None = None) -> dict:
     image is the one published for the repository's dataset (its `images`), under `namespace` if given."""
     spec = repo_spec(instance)
     test_cmd = " ".join([spec["test_cmd"], *_directives(instance.test_patch, spec.get("directives", "paths"))])
-    conda = ["source /opt/miniconda3/bin/activate", "conda activate testbed"]
+    conda = list(ACTIVATE)  # the agent's commands run with the same activation (`runtime.conda`)
     return {"image": official_image_name(instance.instance_id, spec.get("images", "swebench"), namespace),
             "eval_script": official_eval_script(instance.base_commit, instance.test_patch, test_cmd,
                                        setup=[*conda, *spec.get("pre", [])],

@@ -7,7 +7,8 @@ instance's `image`) or, for instances without an image, copied there from the in
 into its environment's image (`images.build_env_image`) or, with no environment, into
 `runtime.docker_image`. Commands run through `docker exec` under `timeout`, output capped; when
 a command leaves processes behind the container is restarted (its files kept), so nothing a command
-started outlives it, as in the local sandbox.
+started outlives it, as in the local sandbox. In an image with the official layout, commands run
+with its conda environment `testbed` active, as the harness runs its tests (`runtime.conda`).
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from daggerlm.config import RuntimeConfig
 from daggerlm.errors import InputError
 from daggerlm.instances.schema import Instance
 from daggerlm.instances.git import checkout_instance
+from daggerlm.runtime import conda
 from daggerlm.runtime.sandbox import Sandbox, _CappedReader
 
 TESTBED = "/testbed"
 HOME = "/root"
 BASE_IMAGE = "daggerlm/base:bookworm"
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CAPABILITIES: dict[str, str] = {}
 """Capabilities kept in a container, each with why. None: commands run as root of the image, whose
 /testbed and environment root owns, so a test run needs no capability (no DAC override, no chown
@@ -81,6 +84,9 @@ class DockerSandbox(Sandbox):
         if not instance.image and not instance.runnable_locally:
             raise InputError(f"instance {instance.instance_id}: no image and no repository snapshot to copy")
         self.container = None
+        self.activated: dict[str, str] = {}
+        """What activating the image's `testbed` environment set (`conda.activated_variables`); {} in
+        images without one."""
 
     def image(self) -> str:
         if self.instance.image:
@@ -93,7 +99,7 @@ class DockerSandbox(Sandbox):
         docker = client()
         image = self.image()
         try:
-            docker.images.get(image)
+            config = docker.images.get(image).attrs.get("Config")
         except Exception:
             raise InputError(f"image {image!r} not found locally (no image can be pulled here; "
                              "`daggerlm docker build-base` builds the base image, `daggerlm docker build-env` "
@@ -108,7 +114,24 @@ class DockerSandbox(Sandbox):
         if not self.instance.image:
             self.container.exec_run(["rm", "-rf", TESTBED])
             self.container.put_archive("/", repository_tar(self.instance))
-        self.run(f"mkdir -p {HOME}/tmp && git config --global --add safe.directory {TESTBED}")
+        self.container.exec_run(["mkdir", "-p", f"{HOME}/tmp"])  # TMPDIR, before anything runs
+        self.activated = self._activate(conda.image_path(config, PATH))
+        self.run(f"git config --global --add safe.directory {TESTBED}")
+
+    def _activate(self, path: str) -> dict[str, str]:
+        """The image's `testbed` environment, activated once from the image's own PATH, as the
+        harness's eval script does it. An official record whose own image has none is refused: its
+        episode would run outside the environment its tests are graded in. (One without an image, its
+        repository copied into `runtime.docker_image`, runs as before.)"""
+        argv = ["timeout", "-s", "KILL", f"{self.config.timeout_s:g}", "bash", "-c", conda.activation_script()]
+        code, (out, err) = self.container.exec_run(argv, environment=self.command_env(path), workdir=TESTBED,
+                                                   demux=True)
+        activated = conda.activated_variables(code, out, err)
+        if not activated and self.instance.image and self.instance.source in conda.OFFICIAL_SOURCES:
+            raise InputError(f"instance {self.instance.instance_id} ({self.instance.source}): its image "
+                             f"{self.image()!r} has no conda environment {conda.ENV_NAME!r} under "
+                             f"{conda.CONDA_ROOT}, where the official harness runs its tests")
+        return activated
 
     def close(self) -> None:
         if self.container is not None:
@@ -144,7 +167,7 @@ class DockerSandbox(Sandbox):
         api = self.container.client.api
         argv = ["timeout", "-s", "KILL", f"{timeout:g}", "bash", "-c",
                 f"ulimit -f {self.config.max_file_mb * 1024}; {command}"]
-        env = self.command_env("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        env = {**self.command_env(PATH), **self.activated, **self.config.env}
         self.container.reload()
         if self.container.status != "running":  # an earlier command killed the container's own processes
             self.container.start()
