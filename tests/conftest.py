@@ -93,3 +93,25 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     p = tiny_params(root)
     stage_init_model(p)
     return Path(p.student.model)
+
+
+GYM_SAMPLE = Path(__file__).resolve().parent / "fixtures" / "swegym_sample.jsonl"
+"""SWE-Gym-shaped records of five repositories (tests/fixtures)."""
+
+
+@pytest.fixture()
+def gym_hub(tmp_path, monkeypatch) -> str:
+    """`datasets.load_dataset("SWE-Gym/SWE-Gym")` answered from a local copy of SWE-Gym's one split."""
+    import datasets
+
+    local = tmp_path / "hub"
+    local.mkdir()
+    (local / "train.jsonl").write_text(GYM_SAMPLE.read_text())
+    real = datasets.load_dataset
+
+    def load_dataset(name, *args, **kwargs):
+        assert name == "SWE-Gym/SWE-Gym"
+        return real(str(local), *args, cache_dir=str(tmp_path / "cache"), **kwargs)
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    return "SWE-Gym/SWE-Gym"

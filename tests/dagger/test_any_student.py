@@ -11,17 +11,15 @@ import pandas as pd
 import pytest
 import torch
 
-from daggerlm.dagger import loop, pipeline
-from daggerlm.dagger.loop import run_dagger
+from daggerlm.dagger import pipeline
 from daggerlm.dagger.stages import checkpoint, layout, stage_init_model
-from daggerlm.config import record_reads
 from daggerlm.errors import InputError
 from daggerlm.policies import PolicyRequest, make_policy
 from daggerlm.policies.checkpoints import CHECKPOINT_META, checkpoint_fingerprint
 from daggerlm.policies.hf import chat_ids, load_model_and_tokenizer
 from daggerlm.training.chat_masks import encode_example
 from tests.conftest import tiny_params
-from tests.dagger.test_loop import undeclared
+from tests.dagger.test_loop import run_recording_reads, undeclared
 from tests.pipeline.project import make_project
 from tests.user_model import save_user_model
 
@@ -42,17 +40,7 @@ def _overrides(model) -> dict:
 
 def test_a_users_model_trains_by_lora_through_every_stage(tmp_path, user_model, monkeypatch):
     p = tiny_params(tmp_path, **_overrides(user_model))
-    reads: dict[str, set[str]] = {}
-
-    def recorded(params, name, k=None, runner=None):
-        stage = pipeline.stage(name)
-        with record_reads(params) as seen:  # what the stage itself reads
-            result = stage.run(params) if k is None else stage.run(params, k)
-        reads.setdefault(name, set()).update(seen)
-        return result
-
-    monkeypatch.setattr(loop, "run_stage", recorded)
-    rows = run_dagger(p, log=lambda msg: None)
+    rows, reads = run_recording_reads(p, monkeypatch)
     assert [r["iteration"] for r in rows] == [0, 1]
     for name, seen in reads.items():
         assert not undeclared(pipeline.BY_NAME[name], seen), f"{name} reads {undeclared(pipeline.BY_NAME[name], seen)}"

@@ -23,8 +23,8 @@ def undeclared(stage: pipeline.Stage, reads: set[str]) -> set[str]:
     return {r for r in reads if r != "data" and not any(r == d or r.startswith(d + ".") for d in declared)}
 
 
-def test_two_iterations_end_to_end_and_every_param_read_is_declared(tmp_path, monkeypatch):
-    p = tiny_params(tmp_path)
+def run_recording_reads(p, monkeypatch) -> tuple[list[dict], dict[str, set[str]]]:
+    """`daggerlm run` on `p`, recording the params each stage itself reads: (table rows, reads by stage)."""
     reads: dict[str, set[str]] = {}
 
     def recorded(params, name, k=None, runner=None):
@@ -35,7 +35,11 @@ def test_two_iterations_end_to_end_and_every_param_read_is_declared(tmp_path, mo
         return result
 
     monkeypatch.setattr(loop, "run_stage", recorded)
-    rows = run_dagger(p, log=lambda msg: None)
+    return run_dagger(p, log=lambda msg: None), reads
+
+
+def test_two_iterations_end_to_end_and_every_param_read_is_declared(tmp_path, monkeypatch):
+    rows, reads = run_recording_reads(tiny_params(tmp_path), monkeypatch)
     assert set(reads) == set(pipeline.BY_NAME)
     for name, seen in reads.items():
         assert not undeclared(pipeline.BY_NAME[name], seen), f"{name} reads {undeclared(pipeline.BY_NAME[name], seen)}"

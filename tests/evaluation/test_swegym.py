@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import datasets
 import pytest
 from swebench.harness.constants import END_TEST_OUTPUT, START_TEST_OUTPUT, TEST_EXIT_CODE
 from swebench.harness.log_parsers import PARSER_REGISTRY
@@ -27,8 +26,8 @@ from daggerlm.evaluation.harness import repo_specs, swebench_spec
 from daggerlm.instances import load_instances
 from daggerlm.instances.load import load_hub
 from daggerlm.runtime.images import official_image_name, sweb_image_name
+from tests.conftest import GYM_SAMPLE
 
-SAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "swegym_sample.jsonl"
 SWE_GYM_REPOS = {"Project-MONAI/MONAI", "python/mypy", "conan-io/conan", "iterative/dvc", "getmoto/moto",
                  "bokeh/bokeh", "pydantic/pydantic", "dask/dask", "facebookresearch/hydra",
                  "modin-project/modin", "pandas-dev/pandas"}
@@ -50,10 +49,10 @@ def test_every_swegym_repository_has_a_spec_under_swegym_images():
 
 
 def test_build_instances_gives_swegym_records_their_images_and_test_commands(tmp_path):
-    rows = [json.loads(line) for line in SAMPLE.read_text().splitlines()]
+    rows = [json.loads(line) for line in GYM_SAMPLE.read_text().splitlines()]
     assert len({r["repo"] for r in rows}) >= 3 and "source" not in rows[0]  # as the dataset has them
     out = tmp_path / "with_spec.jsonl"
-    r = _build_instances(SAMPLE, out)
+    r = _build_instances(GYM_SAMPLE, out)
     assert r.returncode == 0, r.stderr
     built = {i.instance_id: i for i in load_instances(out)}
     assert list(built) == [r["instance_id"] for r in rows]
@@ -82,7 +81,7 @@ def test_build_instances_gives_swegym_records_their_images_and_test_commands(tmp
 
 
 def test_a_namespace_moves_the_images_not_their_names():
-    moto = load_instances(SAMPLE)[0]
+    moto = load_instances(GYM_SAMPLE)[0]
     assert swebench_spec(moto, "registry.local:5000/gym")["image"] == \
         "registry.local:5000/gym/sweb.eval.x86_64.getmoto_s_moto-5752:latest"
     # SWE-bench's images keep swebench's own naming rule
@@ -90,7 +89,7 @@ def test_a_namespace_moves_the_images_not_their_names():
 
 
 def test_a_repository_without_a_spec_is_one_line(tmp_path):
-    row = json.loads(SAMPLE.read_text().splitlines()[0])
+    row = json.loads(GYM_SAMPLE.read_text().splitlines()[0])
     row.update(instance_id="wandb__wandb-6000", repo="wandb/wandb")
     path = tmp_path / "unknown.jsonl"
     path.write_text(json.dumps(row) + "\n")
@@ -99,22 +98,6 @@ def test_a_repository_without_a_spec_is_one_line(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: instance wandb__wandb-6000: repo 'wandb/wandb' is not in ")
     assert not (tmp_path / "out.jsonl").exists()
-
-
-@pytest.fixture()
-def gym_hub(tmp_path, monkeypatch):
-    """`datasets.load_dataset("SWE-Gym/SWE-Gym")` answered from a local copy with SWE-Gym's one split."""
-    local = tmp_path / "hub"
-    local.mkdir()
-    (local / "train.jsonl").write_text(SAMPLE.read_text())
-    real = datasets.load_dataset
-
-    def load_dataset(name, *args, **kwargs):
-        assert name == "SWE-Gym/SWE-Gym"
-        return real(str(local), *args, cache_dir=str(tmp_path / "cache"), **kwargs)
-
-    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
-    return "SWE-Gym/SWE-Gym"
 
 
 def test_hub_split_train_loads_and_a_missing_split_is_named(gym_hub, tmp_path):

@@ -5,18 +5,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import datasets
 import pandas as pd
 import pytest
 
-from daggerlm.config import InstancesConfig, RuntimeConfig
+from daggerlm.config import InstancesConfig
 from daggerlm.errors import InputError
 from daggerlm.instances import load_instances, write_instances
 from daggerlm.instances.sources import materialize, source_deps, split_instances
 from daggerlm.instances.synthetic import generate
-from tests.conftest import REPO
+from tests.conftest import GYM_SAMPLE, REPO
 
-GYM_SAMPLE = REPO / "tests" / "fixtures" / "swegym_sample.jsonl"
 
 
 def cfg(**splits) -> InstancesConfig:
@@ -25,22 +23,6 @@ def cfg(**splits) -> InstancesConfig:
 
 def ids(items) -> list[str]:
     return [i.instance_id for i in items]
-
-
-@pytest.fixture()
-def gym_hub(tmp_path, monkeypatch) -> str:
-    """`datasets.load_dataset("SWE-Gym/SWE-Gym")` answered from a local copy of SWE-Gym's one split."""
-    local = tmp_path / "hub"
-    local.mkdir()
-    (local / "train.jsonl").write_text(GYM_SAMPLE.read_text())
-    real = datasets.load_dataset
-
-    def load_dataset(name, *args, **kwargs):
-        assert name == "SWE-Gym/SWE-Gym"
-        return real(str(local), *args, cache_dir=str(tmp_path / "cache"), **kwargs)
-
-    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
-    return "SWE-Gym/SWE-Gym"
 
 
 def test_synthetic_is_the_default_and_generates_as_before(runtime):
