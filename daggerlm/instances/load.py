@@ -124,13 +124,14 @@ def load_instances(spec: str | Path, split: str = "test") -> list[Instance]:
 
 
 def write_instances(path: str | Path, instances: Iterable[Instance]) -> Path:
-    """Atomically write instances as JSONL."""
+    """Atomically write instances as JSONL; a `repo_snapshot` (absolute, or relative to the working
+    directory as in memory, e.g. under a relative mutation cache) is written relative to the file."""
     path = Path(path)
 
     def record(i: Instance) -> dict:
         data = i.model_dump(mode="json", exclude_none=True)
-        if i.repo_snapshot and Path(i.repo_snapshot).is_absolute():
-            data["repo_snapshot"] = os.path.relpath(i.repo_snapshot, path.parent.resolve())
+        if i.repo_snapshot:
+            data["repo_snapshot"] = os.path.relpath(Path(i.repo_snapshot).resolve(), path.parent.resolve())
         return data
 
     return atomic_write_jsonl(path, (record(i) for i in instances))

@@ -87,3 +87,16 @@ def test_write_is_atomic(eval_instances, tmp_path):
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]  # no temporary left behind
     assert [i.instance_id for i in load_instances(target)] == [i.instance_id for i in eval_instances[:2]]
+
+
+def test_a_snapshot_relative_to_the_working_directory_is_written_relative_to_the_file(eval_instances, tmp_path,
+                                                                                     monkeypatch):
+    """A mutation cache is relative by default (`.daggerlm/libraries`): its instances name their
+    snapshot relative to the working directory, and the instances stage writes them under data/."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".daggerlm" / "libraries" / "lib" / "repo").mkdir(parents=True)
+    inst = eval_instances[0].model_copy(update={"repo_snapshot": ".daggerlm/libraries/lib/repo", "repo_files": None})
+    target = write_instances("data/instances/train.jsonl", [inst])
+    assert json.loads(target.read_text())["repo_snapshot"] == "../../.daggerlm/libraries/lib/repo"
+    [loaded] = load_instances(target)
+    assert loaded.repo_snapshot == str(tmp_path / ".daggerlm" / "libraries" / "lib" / "repo")
