@@ -114,8 +114,8 @@ class Setting:
     eval_n: int
     epochs: float
     learning_rate: float
-    """Fine-tuning rate: a tenth of the pipeline's default, which is for students trained from scratch
-    (at 2e-3, 64 labels took the pretrained student from 13/24 to 1/24 resolved; at 2e-4, 12/24)."""
+    """Fine-tuning rate of a pretrained student, as the pipeline's default (at 2e-3, the rate once used
+    for students trained from scratch, 64 labels took the pretrained student from 13/24 to 1/24 resolved; at 2e-4, 12/24)."""
     seeds: tuple[int, ...]
     pretrain_steps: int
     """Language-model pretraining of the one base student every seed and arm fine-tunes."""

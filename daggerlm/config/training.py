@@ -36,7 +36,7 @@ class TinyModelConfig(BaseModel):
 
 
 SFT_DEFAULTS: dict[str, Any] = {
-    "num_train_epochs": 5, "learning_rate": 2e-3, "per_device_train_batch_size": 8, "max_length": 2048,
+    "num_train_epochs": 12, "learning_rate": 2e-4, "per_device_train_batch_size": 8, "max_length": 2048,
     "lr_scheduler_type": "cosine", "warmup_steps": 0.05, "logging_steps": 10, "weight_decay": 0.0,
     "gradient_checkpointing": False}
 LORA_DEFAULTS: dict[str, Any] = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": "all-linear"}
