@@ -52,7 +52,9 @@ def must(args: list[str], cwd: Path, env: dict, what: str, timeout: float = 3600
     start = time.monotonic()
     code, log = sh(args, cwd, env, timeout)
     if code != 0:
-        sys.exit(f"{what} failed (exit {code}):\n{log[-4000:]}")
+        full = Path(tempfile.gettempdir()) / f"mutation_job-{os.getpid()}.log"
+        full.write_text(log)
+        sys.exit(f"{what} failed (exit {code}; its whole output: {full}):\n{log[-4000:]}")
     return log, round(time.monotonic() - start, 1)
 
 
