@@ -29,15 +29,14 @@ def build_tiny_student(out: str | Path, cfg: TinyModelConfig, corpus: list[Insta
                        agent: AgentConfig, concurrency: int, seed: int, device: str = "cpu") -> dict:
     """Build the student at `out` from `corpus` (instances outside both splits), unless a finished build
     of the same recipe is there; returns what was made."""
-    out = Path(out)
+    out, oracle = Path(out), make_policy("oracle")
     recipe = stable_hash({"tiny": cfg.model_dump(), "corpus": [i.instance_id for i in corpus], "seed": seed,
-                          "agent": agent.model_dump(), "oracle": make_policy("oracle").version})
+                          "agent": agent.model_dump(), "oracle": oracle.version})
     meta_path = out / "daggerlm_checkpoint.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     if meta.get("recipe") == recipe:
         return {"model": str(out), "built": True, "reused": True, "parameters": meta["parameters"]}
     documents = [corpus_document(i) for i in corpus]
-    oracle = make_policy("oracle")
 
     def episode(inst: Instance) -> list[dict]:
         return run_episode(inst, {"teacher": oracle}, lambda t: "teacher", runtime=runtime, agent=agent).messages
