@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import multiprocessing
 import os
 import platform
 import shutil
@@ -41,7 +42,7 @@ import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from statistics import mean, pstdev
 
@@ -150,29 +151,33 @@ def _digest(obj: object) -> str:
 def seed_dir(s: Setting, seed: int, root: Path, extra: dict) -> Path:
     """Finished runs are reused only by the same setting, overrides, base and teacher (other seeds and arms aside)."""
     key = {**asdict(s), "seeds": None, "overrides": extra, "teacher": Oracle.version,
-           "base": base_dir(s, root, extra).name}
+           "base": base_dir(s, seed, root, extra).name}
     return root / f"runs-{_digest(key)}" / f"seed_{seed}"
 
 
-def base_dir(s: Setting, root: Path, extra: dict) -> Path:
-    """The pretrained base depends only on the student's shape and pretraining (defaults included)."""
-    student = {k: v for k, v in extra.items() if k.startswith("student")}
-    tiny = load_params(None, {"student.tiny.pretrain_steps": s.pretrain_steps,
-                              "student.tiny.corpus_episodes": s.corpus_episodes, **student}).student.tiny
-    return root / f"base-{s.pretrain_steps}-{s.corpus_episodes}-{_digest(tiny.model_dump())}"
+def base_dir(s: Setting, seed: int, root: Path, extra: dict) -> Path:
+    """Each seed pretrains its own base, named by the hash of its whole recipe (the seed, the corpus's
+    text, the model and tokenizer config, pretraining params, the oracle of its corpus episodes): a
+    base is never reused across seeds or versions. One shared base hid the largest variance there is
+    (issue 30: with seed 0 the base resolved 13 of 24 alone, with seed 3 none)."""
+    p = load_params(None, {"seed": seed, **_base_params(s), **extra})
+    return root / f"base-{stages.student_recipe(p)}"
+
+
+def _base_params(s: Setting) -> dict:
+    return {"student.tiny.pretrain_steps": s.pretrain_steps, "student.tiny.corpus_episodes": s.corpus_episodes}
 
 
 def arm_params(s: Setting, seed: int, arm: str, root: Path, extra: dict, data: str | None = None) -> Params:
     run = seed_dir(s, seed, root, extra)
     return load_params(None, {
-        "seed": seed, "data": str(run / (data or arm)), "student.model": str(base_dir(s, root, extra)),
+        "seed": seed, "data": str(run / (data or arm)), "student.model": str(base_dir(s, seed, root, extra)),
         "instances.train": {"n": s.episodes * s.iterations, "seed": seed},
         "instances.eval": {"n": s.eval_n, "seed": 1000},  # one held-out set for every seed and arm
         "dagger.iterations": s.iterations, "dagger.beta": ARMS[arm],
         "dagger.episodes_per_iteration": s.episodes, "dagger.labels_per_iteration": s.labels,
         "dagger.label_cache": str(run / "label_cache"), "train.sft.num_train_epochs": s.epochs,
-        "train.sft.learning_rate": s.learning_rate,
-        "student.tiny.pretrain_steps": s.pretrain_steps, "student.tiny.corpus_episodes": s.corpus_episodes,
+        "train.sft.learning_rate": s.learning_rate, **_base_params(s),
         "runtime.workdir": str(SANDBOXES), "evaluation.concurrency": s.eval_n, "dagger.concurrency": s.episodes,
         **extra})
 
@@ -288,16 +293,46 @@ def run_iteration(p: Params, k: int) -> None:
         timed(p, f"{stage.name}_{k}", lambda: pipeline.run_stage(p, stage.name, k))  # noqa: B023
 
 
-def shared_start(job: tuple) -> dict:
-    """Iteration 0 of one seed (β = 1 in every arm): instances, first fine-tune, eval."""
+def seed_base(job: tuple) -> dict:
+    """The seed's own base student, built (or reused by its recipe) in this worker, and evaluated alone
+    on the eval split: its pretraining loss, its resolve rate, the hash of its files. The seed's runs
+    are dropped when they were fine-tuned from other files (a rebuild of the recipe that came out different)."""
     s, seed, root, extra = job
+    p = arm_params(s, seed, "bc", root, extra, data="start")
+    run, record = seed_dir(s, seed, root, extra), stages.layout(p).checkpoint(0) / "daggerlm_checkpoint.json"
+    built = stages.stage_init_model(p)  # checkpoint 0 of the seed's runs: a record of the base, with its hash
+    content = json.loads(record.read_text())["content_hash"]
+    done = run / "base.json"
+    known = json.loads(done.read_text()) if done.is_file() else {}
+    if known.get("content_hash") == content:
+        return known
+    if known:
+        shutil.rmtree(run)
+        stages.stage_init_model(p)
+    from daggerlm.evaluation import evaluate
+
+    stages.stage_instances(p)
+    with stages.evaluation_policy(p, 0) as (policy, name):
+        metrics = evaluate(stages.load_split(p, "eval"), policy, run / "base_eval", runtime=p.runtime, agent=p.agent,
+                           concurrency=p.evaluation.concurrency, model_name=name, seed=p.seed)
+    pretrain = Path(p.student.model) / "pretrain.json"
+    known = {"seed": seed, "recipe": built["recipe"], "content_hash": content, "parameters": built["parameters"],
+             "pretrain_loss": json.loads(pretrain.read_text())["loss_last"] if pretrain.is_file() else None,
+             "resolve_rate": metrics["resolve_rate"], "n_eval": metrics["n_instances"]}
+    atomic_write_json(done, known)
+    return known
+
+
+def shared_start(job: tuple) -> dict:
+    """Iteration 0 of one seed (β = 1 in every arm): the seed's base, its first fine-tune, eval."""
+    s, seed, root, extra = job
+    base = seed_base(job)
     p = arm_params(s, seed, "bc", root, extra, data="start")
     done = seed_dir(s, seed, root, extra) / "start.json"
     if not done.is_file():
-        stages.stage_instances(p)
         run_iteration(p, 0)
         atomic_write_json(done, {"finished": True})
-    return iteration_result(p, 0)
+    return {**iteration_result(p, 0), "base": base}
 
 
 def arm_run(job: tuple) -> dict:
@@ -409,6 +444,10 @@ def verdict(summary: dict) -> dict:
 
 def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.0f}%"
+
+
+def _num(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3f}"
 
 
 def markdown(summary: dict, setting: Setting) -> str:
@@ -524,6 +563,112 @@ def plot(summary: dict, path: Path) -> None:
     tmp.replace(path)
 
 
+def run(s: Setting, arms: list[str], extra: dict, out: Path, jobs: int | None = None,
+        bases_only: bool = False, setting: str = "") -> dict:
+    """Every seed's base, then its shared iteration 0, then every (seed, arm); the report (also in `out`)."""
+    jobs = jobs or max(1, min(os.cpu_count() or 1, len(s.seeds) * len(arms)))
+    root = (out / "work").resolve()
+    SANDBOXES.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    resummarized = all((seed_dir(s, seed, root, extra) / f"{name}.json").is_file()
+                       for seed in s.seeds for name in ("base", "start", *arms)) and all(
+        (seed_dir(s, seed, root, extra) / arm / "eval_slipped" / f"iter_{s.iterations - 1}" / "metrics.json").is_file()
+        for seed in s.seeds for arm in arms)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    # spawned, never forked: a fork of a process whose torch thread pools are up can deadlock in its first op
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_limit_threads,
+                             initargs=(threads,)) as pool:
+        seeds = [(s, seed, root, extra) for seed in s.seeds]
+        if bases_only:
+            bases, runs = list(pool.map(seed_base, seeds)), []
+        else:
+            starts = list(pool.map(shared_start, seeds))
+            bases = [r.pop("base") for r in starts]
+            print(f"iteration 0 (shared): resolve {[round(r['resolve_rate'], 3) for r in starts]}", flush=True)
+            runs = []
+            for r in pool.map(arm_run, [(s, seed, arm, root, extra) for arm in arms for seed in s.seeds]):
+                runs.append(r)
+                final = r["iterations"][-1]
+                print(f"{r['arm']} seed {r['seed']}: resolve {final['resolve_rate']:.3f}, recovered "
+                      f"{final['recovered']}/{final['setbacks']} ({r['wall_s']:.0f} s)", flush=True)
+    summary = summarize(runs) if runs else {}
+    report = {"bench": "science", "setting": setting, **asdict(s), "arms": arms, "overrides": extra, "machine": platform.platform(),
+              "cpu": cpu_model_and_flags(), "cpus": os.cpu_count(), "jobs": jobs,
+              "wall_s": round(time.monotonic() - start, 1), "bases": bases, "bases_summary": summarize_bases(bases),
+              "summary": summary, "verdict": verdict(summary), "seconds": mean_seconds(runs), "runs": runs}
+    name = "bases" if bases_only else "science"
+    previous = json.loads((out / f"{name}.json").read_text()) if (out / f"{name}.json").is_file() else {}
+    same_runs = lambda r: json.loads(json.dumps({k: r.get(k) for k in (*asdict(s), "arms", "overrides")}))  # noqa: E731
+    if resummarized and previous and same_runs(previous) == same_runs(report):
+        report["wall_s"] = previous["wall_s"]  # nothing ran: the time is that of the run that made these files
+    atomic_write_json(out / f"{name}.json", report)
+    table = bases_table(bases) + ("" if bases_only else "\n" + markdown(summary, s))
+    atomic_write_text(out / f"{name}.md", table)
+    if runs:
+        plot(summary, out / "science.png")
+    print(table)
+    print(json.dumps(report["verdict"], indent=2))
+    print(f"wall time {report['wall_s']:.0f} s; wrote {out}/{name}.{{json,md{',png' if runs else ''}}}")
+    return report
+
+
+def summarize_bases(bases: list[dict]) -> dict:
+    """The spread of the seeds' bases on their own, beside the seed spread of the arms."""
+    rates = [b["resolve_rate"] for b in bases]
+    losses = [b["pretrain_loss"] for b in bases if b["pretrain_loss"] is not None]
+    return {"resolve_mean": mean(rates), "resolve_std": pstdev(rates), "resolving_any": sum(r > 0 for r in rates),
+            "pretrain_loss_mean": mean(losses) if losses else None} if bases else {}
+
+
+def bases_table(bases: list[dict]) -> str:
+    lines = ["Each seed's own base student, alone on the eval split (before any fine-tuning):", "",
+             "| seed | pretraining loss (last 10 steps) | resolve rate alone | content hash |", "|---" * 4 + "|"]
+    lines += [f"| {b['seed']} | {_num(b['pretrain_loss'])} | {_pct(b['resolve_rate'])} "
+              f"({round(b['resolve_rate'] * b['n_eval'])}/{b['n_eval']}) | {b['content_hash'][:12]} |" for b in bases]
+    if bases:
+        m = summarize_bases(bases)
+        lines.append(f"| mean ± std | | {_pct(m['resolve_mean'])} ± {_pct(m['resolve_std'])} "
+                     f"({m['resolving_any']}/{len(bases)} resolve any) | |")
+    return "\n".join(lines) + "\n"
+
+
+VERIFY_TOLERANCE = {"pretrain_loss": 0.01, "resolve_instances": 2}
+"""How far a rebuilt (seed, arm) may land from the published one: the base's pretraining loss, in
+absolute terms, and every resolve rate, in eval instances. Rebuilt with the same threads per run as the
+published one, on CPU float32 the same numbers are expected; the tolerance admits another CPU's kernels."""
+
+
+def verify(results: Path, seeds: list[int] | None, arms: list[str] | None, out: Path | None,
+           jobs: int | None) -> int:
+    """Rebuild one (seed, arm) of `results` from nothing (its base included) and compare; 0 when within tolerance."""
+    published = json.loads(results.read_text())
+    seed, arm = (seeds or published["seeds"])[0], (arms or published["arms"])[0]
+    s = Setting(**{**{f.name: published[f.name] for f in fields(Setting)}, "seeds": (seed,)})
+    out = out or Path(tempfile.mkdtemp(prefix="science-verify-"))
+    jobs = jobs or published["jobs"]  # the same torch threads per run as the published numbers had
+    mine = run(s, [arm], published["overrides"], out, jobs, setting=published.get("setting", ""))
+    theirs = next(r for r in published["runs"] if r["seed"] == seed and r["arm"] == arm)
+    rebuilt = mine["runs"][0]
+    rows = []  # (what, published, rebuilt, within)
+    base = next((b for b in published.get("bases", []) if b["seed"] == seed), None)
+    if base:
+        loss, again = base["pretrain_loss"], mine["bases"][0]["pretrain_loss"]
+        rows.append(("base pretraining loss", loss, again,
+                     loss is None or abs(loss - again) <= VERIFY_TOLERANCE["pretrain_loss"]))
+        rows.append(("base resolve rate", base["resolve_rate"], mine["bases"][0]["resolve_rate"], None))
+    pairs = [(f"iteration {k} resolve rate", a["resolve_rate"], b["resolve_rate"])
+             for k, (a, b) in enumerate(zip(theirs["iterations"], rebuilt["iterations"]))]
+    if "slipped" in theirs:
+        pairs.append(("final, first edit slipped", theirs["slipped"]["resolve_rate"], rebuilt["slipped"]["resolve_rate"]))
+    rows += [(what, a, b, None) for what, a, b in pairs]
+    tolerance = VERIFY_TOLERANCE["resolve_instances"] / s.eval_n
+    rows = [(w, a, b, ok if ok is not None else abs(a - b) <= tolerance + 1e-9) for w, a, b, ok in rows]
+    print(f"\nverify {results} seed {seed} arm {arm} (rebuilt in {out}, {mine['wall_s']:.0f} s):")
+    print("| | published | rebuilt | within tolerance |\n|---|---|---|---|")
+    print("\n".join(f"| {w} | {_num(a)} | {_num(b)} | {'yes' if ok else 'NO'} |" for w, a, b, ok in rows))
+    return 0 if all(ok for *_, ok in rows) else 1
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--setting", choices=list(SETTINGS), default="recovery")
@@ -535,54 +680,20 @@ def main() -> None:
                     "per CPU core, at most one per (seed, arm) run: the runs are independent)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a pipeline param for every arm (YAML value)")
-    ap.add_argument("--out", type=Path, help="default: bench/results/science-SETTING")
+    ap.add_argument("--bases-only", action="store_true",
+                    help="only build each seed's base and evaluate it alone (bases.json): the variance of the bases")
+    ap.add_argument("--verify", type=Path, metavar="RESULTS.json",
+                    help="rebuild one (seed, arm) of a science.json from scratch (--seeds, --arms pick it; default: "
+                         "its first) in a fresh --out and compare the numbers")
+    ap.add_argument("--out", type=Path, help="default: bench/results/science-SETTING (with --verify: a new temp dir)")
     a = ap.parse_args()
+    if a.verify:
+        sys.exit(verify(a.verify, a.seeds, a.arms if a.arms != list(ARMS) else None, a.out, a.jobs))
     a.setting = "quick" if a.quick else a.setting
     s = SETTINGS[a.setting]
-    a.out = a.out or Path(f"bench/results/science-{a.setting}")
     s = Setting(**{**asdict(s), "seeds": tuple(a.seeds or s.seeds), "iterations": a.iterations or s.iterations})
-    extra = {**s.params, **parse_overrides(a.set)}
-    a.jobs = a.jobs or max(1, min(os.cpu_count() or 1, len(s.seeds) * len(a.arms)))
-    root = (a.out / "work").resolve()
-    SANDBOXES.mkdir(parents=True, exist_ok=True)
-    start = time.monotonic()
-    resummarized = all((seed_dir(s, seed, root, extra) / f"{name}.json").is_file()
-                       for seed in s.seeds for name in ("start", *a.arms)) and all(
-        (seed_dir(s, seed, root, extra) / arm / "eval_slipped" / f"iter_{s.iterations - 1}" / "metrics.json").is_file()
-        for seed in s.seeds for arm in a.arms)
-    base = Path(arm_params(s, s.seeds[0], "bc", root, extra).student.model)
-    pretrained = (base / "pretrain.json").is_file()
-    if not (base / "daggerlm_checkpoint.json").is_file() or pretrained != bool(s.pretrain_steps):
-        # one pretrained base student for every seed and arm, as a real study fine-tunes one LLM
-        print(f"base student: {stages.stage_init_model(arm_params(s, s.seeds[0], 'bc', root, extra))}", flush=True)
-    threads = max(1, (os.cpu_count() or 1) // a.jobs)
-    with ProcessPoolExecutor(a.jobs, initializer=_limit_threads, initargs=(threads,)) as pool:
-        starts = list(pool.map(shared_start, [(s, seed, root, extra) for seed in s.seeds]))
-        print(f"iteration 0 (shared): resolve {[round(r['resolve_rate'], 3) for r in starts]}", flush=True)
-        jobs = [(s, seed, arm, root, extra) for arm in a.arms for seed in s.seeds]
-        runs = []
-        for run in pool.map(arm_run, jobs):
-            runs.append(run)
-            final = run["iterations"][-1]
-            print(f"{run['arm']} seed {run['seed']}: resolve {final['resolve_rate']:.3f}, recovered "
-                  f"{final['recovered']}/{final['setbacks']} ({run['wall_s']:.0f} s)", flush=True)
-    summary = summarize(runs)
-    report = {"bench": "science", "setting": a.setting, **asdict(s),
-              "arms": a.arms,
-              "overrides": extra, "machine": platform.platform(), "cpu": cpu_model_and_flags(),
-              "cpus": os.cpu_count(), "jobs": a.jobs, "wall_s": round(time.monotonic() - start, 1),
-              "summary": summary, "verdict": verdict(summary), "seconds": mean_seconds(runs), "runs": runs}
-    previous = json.loads((a.out / "science.json").read_text()) if (a.out / "science.json").is_file() else {}
-    same_runs = lambda r: json.loads(json.dumps({k: r.get(k) for k in (*asdict(s), "arms", "overrides")}))  # noqa: E731
-    if resummarized and previous and same_runs(previous) == same_runs(report):
-        report["wall_s"] = previous["wall_s"]  # nothing ran: the time is that of the run that made these files
-    atomic_write_json(a.out / "science.json", report)
-    table = markdown(summary, s)
-    atomic_write_text(a.out / "science.md", table)
-    plot(summary, a.out / "science.png")
-    print(table)
-    print(json.dumps(report["verdict"], indent=2))
-    print(f"wall time {report['wall_s']:.0f} s; wrote {a.out}/science.{{json,md,png}}")
+    out = a.out or Path(f"bench/results/science-{a.setting}")
+    run(s, a.arms, {**s.params, **parse_overrides(a.set)}, out, a.jobs, a.bases_only, a.setting)
 
 
 if __name__ == "__main__":

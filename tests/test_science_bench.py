@@ -1,6 +1,8 @@
 """bench/science.py's bookkeeping: per-arm summaries over seeds, the verdict against BC, table and plot."""
 
 import importlib.util
+import json
+import subprocess
 import sys
 
 from daggerlm.actions import render_response
@@ -9,7 +11,7 @@ from daggerlm.config import AgentConfig
 from daggerlm.evaluation import grade
 from daggerlm.policies.oracle import Oracle, gold_fix
 from daggerlm.config import TinyModelConfig
-from tests.conftest import REPO
+from tests.conftest import REPO, TINY
 from tests.helpers import ScriptedPolicy
 
 spec = importlib.util.spec_from_file_location("science", REPO / "bench" / "science.py")
@@ -81,10 +83,25 @@ def test_the_slipped_evaluation_is_summarized_judged_and_tabled(tmp_path):
 def test_bases_are_keyed_by_the_resolved_student_config(tmp_path):
     """A base pretrained under other student settings (an override, or a changed default) is never reused."""
     s, window = science.SETTINGS["quick"], TinyModelConfig().pretrain_seq_len
-    base = science.base_dir(s, tmp_path, {})
-    assert base == science.base_dir(s, tmp_path, {"dagger.concurrency": 2})  # not a student setting
-    assert base == science.base_dir(s, tmp_path, {"student.tiny.pretrain_seq_len": window})  # the default, spelled out
-    assert base != science.base_dir(s, tmp_path, {"student.tiny.pretrain_seq_len": window * 2})
+    base = science.base_dir(s, 0, tmp_path, {})
+    assert base == science.base_dir(s, 0, tmp_path, {"dagger.concurrency": 2})  # not a student setting
+    assert base == science.base_dir(s, 0, tmp_path, {"student.tiny.pretrain_seq_len": window})  # the default, spelled out
+    assert base != science.base_dir(s, 0, tmp_path, {"student.tiny.pretrain_seq_len": window * 2})
+    assert base != science.base_dir(s, 0, tmp_path, {"instances.modules_per_repo": 3})  # other corpus text
+
+
+def test_two_seeds_never_share_a_base_nor_runs_on_it(tmp_path, monkeypatch):
+    """Each seed pretrains its own base; a new oracle (whose episodes are in the corpus) builds new
+    bases, and the runs are keyed by their base."""
+    s = science.SETTINGS["quick"]
+    bases = {seed: science.base_dir(s, seed, tmp_path, {}) for seed in (0, 1, 2)}
+    assert len(set(bases.values())) == 3
+    params = {seed: science.arm_params(s, seed, "bc", tmp_path, {}) for seed in (0, 1)}
+    assert {seed: p.student.model for seed, p in params.items()} == {seed: str(bases[seed]) for seed in (0, 1)}
+    runs = science.seed_dir(s, 0, tmp_path, {})
+    monkeypatch.setattr(Oracle, "version", Oracle.version + "-next")
+    assert science.base_dir(s, 0, tmp_path, {}) != bases[0]
+    assert science.seed_dir(s, 0, tmp_path, {}) != runs
 
 
 def test_the_slipped_evaluation_runs_real_episodes_once(tmp_path, monkeypatch):
@@ -132,3 +149,23 @@ def test_stage_times_keep_the_first_run_and_average_over_seeds(tmp_path):
     runs = [{"arm": "bc", "seconds": {"train_1": 10.0}}, {"arm": "bc", "seconds": {"train_1": 20.0, "eval_1": 4.0}},
             {"arm": "dagger-exp"}]
     assert science.mean_seconds(runs) == {"bc": {"train_1": 15.0, "eval_1": 4.0}, "dagger-exp": {}}
+
+
+def test_each_seed_builds_its_own_base_and_fine_tunes_it_in_one_invocation(tmp_path):
+    """The whole benchmark at toy size: every seed's base is pretrained and evaluated alone, then
+    fine-tuned, in worker processes of one invocation (forked workers of a process that had used torch
+    deadlocked in their first op). The JSON records each base."""
+    tiny = {**TINY, "pretrain_steps": 3}
+    cmd = [sys.executable, str(REPO / "bench" / "science.py"), "--quick", "--seeds", "0", "1", "--arms", "bc",
+           "--iterations", "1", "--jobs", "2", "--out", str(tmp_path), "--set", f"student.tiny={json.dumps(tiny)}",
+           "--set", "train.sft.num_train_epochs=1"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "science.json").read_text())
+    bases = report["bases"]
+    assert [b["seed"] for b in bases] == [0, 1] and len({b["recipe"] for b in bases}) == 2
+    assert len({b["content_hash"] for b in bases}) == 2 and all(b["pretrain_loss"] > 0 for b in bases)
+    assert all(b["n_eval"] == science.SETTINGS["quick"].eval_n for b in bases)
+    assert sorted(p.name for p in (tmp_path / "work").glob("base-*")) == sorted(f"base-{b['recipe']}" for b in bases)
+    assert [r["iterations"][0]["train_steps"] > 0 for r in report["runs"]] == [True, True]
+    assert "| mean ± std |" in (tmp_path / "science.md").read_text()

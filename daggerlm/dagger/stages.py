@@ -115,15 +115,27 @@ def stage_instances(p: Params) -> dict:
 def build_student(p: Params) -> dict:
     """The tiny student at `student.model`, built from a corpus of instances outside both splits
     (`training.tiny_student`), or reused when a build of the same recipe is there (`daggerlm build-student`)."""
-    from daggerlm.instances.synthetic import generate
     from daggerlm.training.tiny_student import build_tiny_student
 
     if not p.student.build_tiny:
         raise InputError(f"student.build_tiny is false: student.model {p.student.model} is used as it is")
-    corpus = generate(p.student.tiny.corpus_instances, "train", p.seed + 10_000, p.instances.modules_per_repo,
-                      p.instances.functions_per_module)
-    return build_tiny_student(p.student.model, p.student.tiny, corpus, runtime=p.runtime, agent=p.agent,
+    return build_tiny_student(p.student.model, p.student.tiny, student_corpus(p), runtime=p.runtime, agent=p.agent,
                               concurrency=p.dagger.concurrency, seed=p.seed, device=p.student.device)
+
+
+def student_corpus(p: Params) -> list[Instance]:
+    """The tiny student's corpus: synthetic instances outside both splits (their seed is apart from any split's)."""
+    from daggerlm.instances.synthetic import generate
+
+    return generate(p.student.tiny.corpus_instances, "train", p.seed + 10_000, p.instances.modules_per_repo,
+                    p.instances.functions_per_module)
+
+
+def student_recipe(p: Params) -> str:
+    """The hash a tiny-student build under `p` is stamped with (`training.tiny_student.student_recipe`)."""
+    from daggerlm.training.tiny_student import student_recipe as recipe
+
+    return recipe(p.student.tiny, student_corpus(p), agent=p.agent, seed=p.seed)
 
 
 def stage_init_model(p: Params) -> dict:

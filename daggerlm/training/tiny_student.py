@@ -25,17 +25,24 @@ def corpus_document(inst: Instance) -> str:
     return f"{inst.problem_statement}\n\n{files}\n{inst.patch}"
 
 
+def student_recipe(cfg: TinyModelConfig, corpus: list[Instance], *, agent: AgentConfig, seed: int) -> str:
+    """Hash of everything a build depends on: the model and tokenizer config, pretraining params, the
+    corpus's text (not only its ids: a changed generator makes other text under the same ids), the
+    seed, the agent that runs the corpus episodes and the oracle that acts in them."""
+    return stable_hash({"tiny": cfg.model_dump(), "corpus": stable_hash([corpus_document(i) for i in corpus]),
+                        "seed": seed, "agent": agent.model_dump(), "oracle": make_policy("oracle").version})
+
+
 def build_tiny_student(out: str | Path, cfg: TinyModelConfig, corpus: list[Instance], *, runtime: RuntimeConfig,
                        agent: AgentConfig, concurrency: int, seed: int, device: str = "cpu") -> dict:
     """Build the student at `out` from `corpus` (instances outside both splits), unless a finished build
     of the same recipe is there; returns what was made."""
     out, oracle = Path(out), make_policy("oracle")
-    recipe = stable_hash({"tiny": cfg.model_dump(), "corpus": [i.instance_id for i in corpus], "seed": seed,
-                          "agent": agent.model_dump(), "oracle": oracle.version})
+    recipe = student_recipe(cfg, corpus, agent=agent, seed=seed)
     meta_path = out / "daggerlm_checkpoint.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     if meta.get("recipe") == recipe:
-        return {"model": str(out), "built": True, "reused": True, "parameters": meta["parameters"]}
+        return {"model": str(out), "built": True, "reused": True, "recipe": recipe, "parameters": meta["parameters"]}
     documents = [corpus_document(i) for i in corpus]
 
     def episode(inst: Instance) -> list[dict]:
@@ -45,7 +52,7 @@ def build_tiny_student(out: str | Path, cfg: TinyModelConfig, corpus: list[Insta
         episodes = list(pool.map(episode, corpus[: cfg.corpus_episodes]))
     path = build_tiny_model(out, cfg, documents + [m["content"] for msgs in episodes for m in msgs], seed=seed)
     meta = json.loads((path / "daggerlm_checkpoint.json").read_text())
-    result = {"model": str(path), "built": True, "parameters": meta["parameters"]}
+    result = {"model": str(path), "built": True, "recipe": recipe, "parameters": meta["parameters"]}
     if cfg.pretrain_steps:
         from transformers import AutoTokenizer
 
