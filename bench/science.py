@@ -638,6 +638,27 @@ absolute terms, and every resolve rate, in eval instances. Rebuilt with the same
 published one, on CPU float32 the same numbers are expected; the tolerance admits another CPU's kernels."""
 
 
+def compare(published: dict, mine: dict, seed: int, arm: str) -> list[tuple[str, float, float, bool]]:
+    """(what, published, rebuilt, within tolerance) for the base and every resolve rate of (seed, arm)."""
+    theirs = next(r for r in published["runs"] if r["seed"] == seed and r["arm"] == arm)
+    rebuilt = next(r for r in mine["runs"] if r["seed"] == seed and r["arm"] == arm)
+    tolerance = VERIFY_TOLERANCE["resolve_instances"] / published["eval_n"] + 1e-9
+    rows = []
+    base = next((b for b in published.get("bases", []) if b["seed"] == seed), None)
+    if base:
+        again = next(b for b in mine["bases"] if b["seed"] == seed)
+        loss = base["pretrain_loss"]
+        rows.append(("base pretraining loss", loss, again["pretrain_loss"],
+                     loss is None or abs(loss - again["pretrain_loss"]) <= VERIFY_TOLERANCE["pretrain_loss"]))
+        rows.append(("base resolve rate", base["resolve_rate"], again["resolve_rate"],
+                     abs(base["resolve_rate"] - again["resolve_rate"]) <= tolerance))
+    pairs = [(f"iteration {k} resolve rate", a["resolve_rate"], b["resolve_rate"])
+             for k, (a, b) in enumerate(zip(theirs["iterations"], rebuilt["iterations"], strict=True))]
+    if "slipped" in theirs:
+        pairs.append(("final, first edit slipped", theirs["slipped"]["resolve_rate"], rebuilt["slipped"]["resolve_rate"]))
+    return rows + [(what, a, b, abs(a - b) <= tolerance) for what, a, b in pairs]
+
+
 def verify(results: Path, seeds: list[int] | None, arms: list[str] | None, out: Path | None,
            jobs: int | None) -> int:
     """Rebuild one (seed, arm) of `results` from nothing (its base included) and compare; 0 when within tolerance."""
@@ -647,22 +668,7 @@ def verify(results: Path, seeds: list[int] | None, arms: list[str] | None, out: 
     out = out or Path(tempfile.mkdtemp(prefix="science-verify-"))
     jobs = jobs or published["jobs"]  # the same torch threads per run as the published numbers had
     mine = run(s, [arm], published["overrides"], out, jobs, setting=published.get("setting", ""))
-    theirs = next(r for r in published["runs"] if r["seed"] == seed and r["arm"] == arm)
-    rebuilt = mine["runs"][0]
-    rows = []  # (what, published, rebuilt, within)
-    base = next((b for b in published.get("bases", []) if b["seed"] == seed), None)
-    if base:
-        loss, again = base["pretrain_loss"], mine["bases"][0]["pretrain_loss"]
-        rows.append(("base pretraining loss", loss, again,
-                     loss is None or abs(loss - again) <= VERIFY_TOLERANCE["pretrain_loss"]))
-        rows.append(("base resolve rate", base["resolve_rate"], mine["bases"][0]["resolve_rate"], None))
-    pairs = [(f"iteration {k} resolve rate", a["resolve_rate"], b["resolve_rate"])
-             for k, (a, b) in enumerate(zip(theirs["iterations"], rebuilt["iterations"]))]
-    if "slipped" in theirs:
-        pairs.append(("final, first edit slipped", theirs["slipped"]["resolve_rate"], rebuilt["slipped"]["resolve_rate"]))
-    rows += [(what, a, b, None) for what, a, b in pairs]
-    tolerance = VERIFY_TOLERANCE["resolve_instances"] / s.eval_n
-    rows = [(w, a, b, ok if ok is not None else abs(a - b) <= tolerance + 1e-9) for w, a, b, ok in rows]
+    rows = compare(published, mine, seed, arm)
     print(f"\nverify {results} seed {seed} arm {arm} (rebuilt in {out}, {mine['wall_s']:.0f} s):")
     print("| | published | rebuilt | within tolerance |\n|---|---|---|---|")
     print("\n".join(f"| {w} | {_num(a)} | {_num(b)} | {'yes' if ok else 'NO'} |" for w, a, b, ok in rows))

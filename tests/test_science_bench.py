@@ -169,3 +169,21 @@ def test_each_seed_builds_its_own_base_and_fine_tunes_it_in_one_invocation(tmp_p
     assert sorted(p.name for p in (tmp_path / "work").glob("base-*")) == sorted(f"base-{b['recipe']}" for b in bases)
     assert [r["iterations"][0]["train_steps"] > 0 for r in report["runs"]] == [True, True]
     assert "| mean ± std |" in (tmp_path / "science.md").read_text()
+
+
+def test_verify_compares_the_base_and_every_resolve_rate_within_the_stated_tolerance():
+    def report(loss, base_rate, rates, slipped):
+        return {"eval_n": 20, "bases": [{"seed": 1, "pretrain_loss": loss, "resolve_rate": base_rate}],
+                "runs": [{"seed": 1, "arm": "bc", "iterations": [{"resolve_rate": r} for r in rates],
+                          "slipped": {"resolve_rate": slipped}},
+                         {"seed": 0, "arm": "bc", "iterations": [{"resolve_rate": 0.0}], "slipped": {"resolve_rate": 0}}]}
+
+    published = report(0.180, 0.35, [0.40, 0.50], 0.20)
+    same = science.compare(published, report(0.180, 0.35, [0.40, 0.50], 0.20), 1, "bc")
+    assert [w for w, *_ in same] == ["base pretraining loss", "base resolve rate", "iteration 0 resolve rate",
+                                     "iteration 1 resolve rate", "final, first edit slipped"]
+    assert all(ok for *_, ok in same)
+    near = science.compare(published, report(0.189, 0.45, [0.30, 0.60], 0.10), 1, "bc")  # 2 instances off
+    assert all(ok for *_, ok in near)
+    far = science.compare(published, report(0.195, 0.35, [0.40, 0.65], 0.20), 1, "bc")
+    assert [ok for *_, ok in far] == [False, True, True, False, True]
