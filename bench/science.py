@@ -31,6 +31,7 @@ range per arm) and `science.md` (the tables) to --out. An interrupted run resume
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -160,8 +161,13 @@ def base_dir(s: Setting, seed: int, root: Path, extra: dict) -> Path:
     text, the model and tokenizer config, pretraining params, the oracle of its corpus episodes): a
     base is never reused across seeds or versions. One shared base hid the largest variance there is
     (issue 30: with seed 0 the base resolved 13 of 24 alone, with seed 3 none)."""
-    p = load_params(None, {"seed": seed, **_base_params(s), **extra})
-    return root / f"base-{stages.student_recipe(p)}"
+    return root / f"base-{_recipe(json.dumps({'seed': seed, **_base_params(s), **extra}, sort_keys=True), Oracle.version)}"
+
+
+@functools.cache
+def _recipe(overrides: str, oracle: str) -> str:
+    """Once per process, overrides and oracle: the recipe hashes the corpus's text, which is generated anew."""
+    return stages.student_recipe(load_params(None, json.loads(overrides)))
 
 
 def _base_params(s: Setting) -> dict:
