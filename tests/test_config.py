@@ -101,3 +101,29 @@ def test_bad_instance_sources_are_one_line_naming_the_key(tmp_path, split, messa
     with pytest.raises(InputError) as err:
         load_params(path)
     assert str(err.value) == f"{path}: {message}"
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"train.objective.alpha": 0.5}, "needs the teacher's log-prob of each token .* teacher.kind oracle gives text"),
+    ({"train.objective.targets": "top_k", "teacher.kind": "openai"},
+     "top-k log-probs .* teacher.kind openai without endpoint.logprobs gives text labels only"),
+    ({"train.objective.targets": "full", "teacher.kind": "openai", "teacher.endpoint.logprobs": True},
+     "full distribution .* openai with endpoint.logprobs gives top-k log-probs only"),
+    ({"train.objective.prefix": "student"}, "train.objective: prefix: student with hard forward targets"),
+    ({"train.objective.gamma": 0.9, "train.objective.targets": "full", "teacher.kind": "hf", "teacher.model": "m"},
+     "gamma > 0 .* needs prefix: student"),
+    ({"teacher.kind": "hf"}, "teacher.kind hf needs teacher.model"),
+])
+def test_an_objective_the_teacher_cannot_serve_fails_in_one_line(tmp_path, overrides, message):
+    path = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", path)
+    with pytest.raises(InputError, match=message) as err:
+        load_params(path, overrides)
+    assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value) and "got {" not in str(err.value)
+
+
+def test_the_objectives_an_hf_teacher_serves_load_and_the_default_is_sft():
+    assert load_params(REPO / "params.yaml").train.objective.is_sft
+    p = load_params(None, {"teacher.kind": "hf", "teacher.model": "m", "train.objective":
+                           {"prefix": "student", "targets": "full", "alpha": 0.75, "gamma": 0.5}})
+    assert not p.train.objective.is_sft and p.teacher.gives() == "full"

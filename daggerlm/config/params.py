@@ -8,7 +8,7 @@ from types import UnionType
 from typing import Annotated, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, model_validator
 
 from daggerlm.config.base import Section
 from daggerlm.config.dagger import DaggerConfig, EvalConfig
@@ -32,6 +32,22 @@ class Params(Section):
     evaluation: EvalConfig = EvalConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     agent: AgentConfig = AgentConfig()
+
+    @model_validator(mode="after")
+    def _teacher_gives_what_the_objective_needs(self) -> "Params":
+        objective, gives = self.train.objective, self.teacher.gives()
+        needs = objective.teacher_needs()
+        if needs and (gives == "text" or (objective.targets == "full" and gives != "full")):
+            teacher = self.teacher.kind + (" with endpoint.logprobs" if gives == "top_k" else
+                                           " without endpoint.logprobs" if self.teacher.kind == "openai" else "")
+            raise ValueError(f"train.objective needs {needs}; teacher.kind {teacher} gives "
+                             f"{'text labels only' if gives == 'text' else 'top-k log-probs only'}")
+        if needs and self.teacher.kind == "openai":
+            raise ValueError("train.objective: a served teacher's log-probs are not stored with its labels yet; "
+                             "soft targets and reverse KL need teacher.kind hf for now")
+        if self.teacher.kind == "hf" and not self.teacher.model:
+            raise ValueError("teacher.kind hf needs teacher.model (a model directory or hub id)")
+        return self
 
 
 def _models(annotation: object) -> dict[str, type[BaseModel]]:
@@ -79,6 +95,8 @@ def _describe(err: ValidationError, source: str) -> str:
         return f"{source}: {key}.source: {e['ctx']['tag']!r} is not a source; expected one of {expected}"
     if e["type"] == "missing":
         return f"{source}: {key}: required, missing"
+    if e["type"] == "value_error" and isinstance(e["input"], dict):  # a rule across fields: they are named in it
+        return f"{source}: {key + ': ' if key else ''}{e['msg'].removeprefix('Value error, ')}"
     shown = "hidden" if "key" in key else repr(e["input"])  # a key put where its name belongs stays out of logs
     return f"{source}: {key}: {e['msg']} (got {shown})"
 

@@ -42,6 +42,9 @@ class EndpointConfig(Section):
     send_state: bool = False
     """Send the instance id and environment snapshot with each request (privileged teachers served
     over HTTP, like `python -m daggerlm.serving.oracle_server`)."""
+    logprobs: bool = False
+    """The server returns log-probs (vLLM: `logprobs`/`top_logprobs` on chat, `prompt_logprobs` on
+    completions); `transformers serve` and many hosted APIs do not, which limits a teacher to text labels."""
     price_input_per_mtok: float = Field(0.0, ge=0)
     """Cost of a million prompt tokens, for the per-iteration cost report."""
     price_output_per_mtok: float = Field(0.0, ge=0)
@@ -118,9 +121,13 @@ class StudentConfig(Section):
 
 
 class TeacherConfig(Section):
-    kind: Literal["oracle", "openai"] = "oracle"
-    """Who labels states: `oracle` (privileged scripted expert) or `openai` (a model behind any
-    OpenAI-compatible endpoint)."""
+    kind: Literal["oracle", "openai", "hf"] = "oracle"
+    """Who labels states: `oracle` (privileged scripted expert), `openai` (a model behind any
+    OpenAI-compatible endpoint) or `hf` (a transformers model in the process: full distributions)."""
+    model: str = ""
+    """The `hf` teacher: a model directory or hub id; it must share the student's tokenizer."""
+    device: str = "cpu"
+    """Where the `hf` teacher runs."""
     endpoint: EndpointConfig = EndpointConfig()
     sampling: Sampling = Sampling(temperature=0.0, max_new_tokens=512)
     """Of the `openai` teacher (greedy by default: a label should not depend on luck)."""
@@ -138,7 +145,15 @@ class TeacherConfig(Section):
     def oracle_kwargs(self) -> dict:
         return {"undo": self.oracle_undo, "reshow": self.oracle_reshow, "retest": self.oracle_retest}
 
+    def gives(self) -> Literal["text", "top_k", "full"]:
+        """What this teacher can give beyond its label's text (the distillation objectives' targets)."""
+        if self.kind == "hf":
+            return "full"
+        return "top_k" if self.kind == "openai" and self.endpoint.logprobs else "text"
+
     def policy_kwargs(self) -> dict:
+        if self.kind == "hf":
+            return {"model": self.model, "sampling": self.sampling, "device": self.device}
         return self.endpoint.policy_kwargs(self.sampling) if self.kind == "openai" else self.oracle_kwargs()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 
 class TinyModelConfig(BaseModel):
@@ -42,6 +42,52 @@ SFT_DEFAULTS: dict[str, Any] = {
 LORA_DEFAULTS: dict[str, Any] = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": "all-linear"}
 
 
+class ObjectiveConfig(BaseModel):
+    """What fine-tuning minimises at each labeled state (the default is plain SFT on the teacher's label).
+
+    `prefix`: whose tokens are scored: the teacher's label, or the student's own action at that state
+    (on-policy). `alpha` mixes the per-token divergences: alpha·KL(teacher‖student) +
+    (1−alpha)·KL(student‖teacher). `targets`: `hard` (the tokens only; reverse KL then needs the
+    teacher's log-prob of each), `top_k` (the teacher's k most likely tokens: vLLM's logprobs) or `full`
+    (an in-process `hf` teacher's logits)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    prefix: Literal["teacher", "student"] = "teacher"
+    alpha: float = Field(1.0, ge=0.0, le=1.0)
+    """1: forward KL (SFT with hard targets); 0: reverse KL."""
+    targets: Literal["hard", "top_k", "full"] = "hard"
+    k: int = Field(20, ge=1)
+    """Teacher log-probs per token with `top_k` targets (vLLM serves at most its `--max-logprobs`, 20 by default)."""
+    temperature: float = Field(1.0, gt=0)
+    """Divides the student's logits (and an in-process teacher's) before the divergence."""
+    gamma: float = Field(0.0, ge=0.0, lt=1.0)
+    """DistIL: discount of the future teacher-student disagreement each student token is also trained
+    against (0: none). Needs `prefix: student`: the future is that of sequences the student sampled."""
+
+    @property
+    def is_sft(self) -> bool:
+        return self.prefix == "teacher" and self.alpha == 1.0 and self.targets == "hard" and self.gamma == 0.0
+
+    def teacher_needs(self) -> str | None:
+        """What the teacher must give beyond text, as a phrase for an error; None: text is enough."""
+        if self.targets == "full":
+            return "the teacher's full distribution (targets: full): an in-process `hf` teacher"
+        if self.targets == "top_k":
+            return "the teacher's top-k log-probs (targets: top_k): an `hf` teacher, or a served one with endpoint.logprobs"
+        if self.alpha < 1:
+            return "the teacher's log-prob of each token (reverse KL, alpha < 1): an `hf` teacher, or a served one with endpoint.logprobs"
+        return None
+
+    @model_validator(mode="after")
+    def _coherent(self) -> "ObjectiveConfig":
+        if self.prefix == "student" and self.targets == "hard" and self.alpha == 1.0:
+            raise ValueError("prefix: student with hard forward targets trains the student on its own tokens; "
+                             "use targets top_k/full or alpha < 1")
+        if self.gamma > 0 and self.prefix != "student":
+            raise ValueError("gamma > 0 (DistIL) needs prefix: student (the future of sequences the student sampled)")
+        return self
+
+
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     mode: Literal["full", "lora"] = "full"
@@ -53,6 +99,7 @@ class TrainConfig(BaseModel):
     here override daggerlm's defaults one by one (the others keep them, not TRL's)."""
     lora: dict[str, Any] = Field(default_factory=lambda: dict(LORA_DEFAULTS))
     """Passed through to peft.LoraConfig when mode is lora; merged over daggerlm's defaults like `sft`."""
+    objective: ObjectiveConfig = ObjectiveConfig()
 
     @field_validator("sft", "lora", mode="before")
     @classmethod

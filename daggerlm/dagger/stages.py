@@ -200,7 +200,8 @@ def stage_train(p: Params, k: int) -> dict:
     init = checkpoint(p, 0) if p.train.init_from == "base" else checkpoint(p, k)
     return train(lay.aggregated(k) / "train.parquet", init, lay.checkpoint(k + 1), p.train, seed=p.seed + k,
                  aggregate_hash=json.loads(agg_stats.read_text())["hash"], base_model=checkpoint(p, 0),
-                 window=HistoryWindow.of(p.student))
+                 window=HistoryWindow.of(p.student),
+                 teacher_model=p.teacher.model if p.teacher.kind == "hf" else None)
 
 
 def stage_evaluate(p: Params, k: int, runner: ItemRunner | None = None) -> dict:

@@ -30,11 +30,19 @@ from daggerlm.training.chat_masks import encode_dataset
 from daggerlm.config import TrainConfig
 
 
-def load_aggregate(path: Path, window: HistoryWindow = HistoryWindow()) -> datasets.Dataset:
-    """The aggregate's prompts as the student sees them (`student.keep_turns`, `student.keep_observations`)."""
+def load_aggregate(path: Path, window: HistoryWindow = HistoryWindow(), prefix: str = "teacher") -> datasets.Dataset:
+    """The aggregate's prompts as the student sees them (`student.keep_turns`, `student.keep_observations`),
+    each with the teacher's label, or (`prefix: student`) with the student's own action at the states it
+    acted in (the teacher's states have none and are left out)."""
     if not path.is_file():
         raise InputError(f"{path}: aggregate not found")
-    frame = pd.read_parquet(path, columns=["prompt", "completion"])
+    frame = pd.read_parquet(path)
+    if prefix == "student":
+        if "student_response" not in frame:
+            raise InputError(f"{path}: no student_response column (written by the label stage); prefix: student needs it")
+        frame = frame[frame.student_response.notna()]
+        frame["completion"] = [[{"role": "assistant", "content": r}] for r in frame.student_response]
+    frame = frame[["prompt", "completion"]]
     if not window.whole:
         frame["prompt"] = [window.apply([dict(m) for m in prompt]) for prompt in frame.prompt]
     return datasets.Dataset.from_pandas(frame, preserve_index=False)
@@ -64,12 +72,23 @@ def precision(sft: dict, on_gpu: bool, gpu_bf16: bool) -> dict:
     return {"bf16": on_gpu and gpu_bf16, "fp16": False}
 
 
+def objective_log(trainer) -> dict:
+    """Mean divergences and entropy over the logged steps (distillation objectives log them; SFT logs entropy)."""
+    keys = ("forward_kl", "reverse_kl", "entropy")
+    rows = [h for h in trainer.state.log_history if any(k in h for k in keys)]
+    return {k: sum(r[k] for r in rows if k in r) / n for k in keys if (n := sum(k in r for r in rows))}
+
+
 def train(aggregate: str | Path, init_model: str, out_dir: str | Path, config: TrainConfig, seed: int = 0,
-          aggregate_hash: str = "", base_model: str | None = None, window: HistoryWindow = HistoryWindow()) -> dict:
-    """Fine-tune `init_model` on `aggregate`, its prompts shown through the student's `window`; write the
-    checkpoint to `out_dir`; return its metadata."""
+          aggregate_hash: str = "", base_model: str | None = None, window: HistoryWindow = HistoryWindow(),
+          teacher_model: str | None = None) -> dict:
+    """Fine-tune `init_model` on `aggregate`, its prompts shown through the student's `window`, under
+    `config.objective` (an in-process `teacher_model` gives the soft targets); write the checkpoint to
+    `out_dir`; return its metadata."""
     from peft import LoraConfig
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
+
+    from daggerlm.training.objective_trainer import ObjectiveTrainer, check_same_tokenizer
 
     hf_logging.set_verbosity_error()
     datasets.disable_progress_bars()
@@ -81,8 +100,13 @@ def train(aggregate: str | Path, init_model: str, out_dir: str | Path, config: T
     model, tokenizer = load_model_and_tokenizer(init_model, "cuda" if on_gpu else "cpu", trainable=True)
     if config.mode == "full" and hasattr(model, "peft_config"):  # from a LoRA checkpoint: train all weights
         model = model.merge_and_unload().requires_grad_(True)  # PEFT froze the base's weights
-    ds, dropped = encode_dataset(load_aggregate(Path(aggregate), window), tokenizer,
+    objective = config.objective
+    ds, dropped = encode_dataset(load_aggregate(Path(aggregate), window, objective.prefix), tokenizer,
                                  config.sft.get("max_length", 1024))
+    teacher = None
+    if not objective.is_sft and objective.teacher_needs():
+        teacher, teacher_tokenizer = load_model_and_tokenizer(teacher_model, str(model.device))
+        check_same_tokenizer(tokenizer, teacher_tokenizer, teacher_model)
     if len(ds) == 0:
         raise InputError(f"{aggregate}: no example fits train.sft.max_length={config.sft.get('max_length')}")
     loss_before = completion_loss(model, ds)
@@ -96,7 +120,8 @@ def train(aggregate: str | Path, init_model: str, out_dir: str | Path, config: T
     peft_config = None
     if config.mode == "lora" and not hasattr(model, "peft_config"):
         peft_config = LoraConfig(task_type="CAUSAL_LM", **config.lora)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer, peft_config=peft_config)
+    trainer = ObjectiveTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer,
+                               peft_config=peft_config, objective=objective, teacher=teacher)
     result = trainer.train()
     model = trainer.model
     loss_after = completion_loss(model, ds)
@@ -109,7 +134,7 @@ def train(aggregate: str | Path, init_model: str, out_dir: str | Path, config: T
             "keep_observations": window.observations,
             "seed": seed, "config": config.model_dump(),
             "precision": "bfloat16" if args.bf16 else "float16" if args.fp16 else "float32",
-            "train_loss": result.training_loss, "loss_before": loss_before, "loss_after": loss_after,
+            "train_loss": result.training_loss, "objective_log": objective_log(trainer), "loss_before": loss_before, "loss_after": loss_after,
             "steps": result.global_step}
     assert math.isfinite(loss_after), "training diverged"
     atomic_write_json(tmp / CHECKPOINT_META, meta)

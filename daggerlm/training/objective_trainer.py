@@ -1,0 +1,74 @@
+"""TRL's SFTTrainer with the distillation objectives of `train.objective` as its loss.
+
+The default objective (teacher prefix, hard targets, forward) is SFT and goes through SFTTrainer's
+own loss untouched (its fused LM head never materialises the full logits). Any other objective takes
+the logits and the teacher's side (`divergence.Targets`) at the completion's tokens: from an
+in-process teacher run on the same token ids (its full logits, or their top-k), or from top-k
+log-probs stored with each example by a served teacher. GKD's trainer is not the base: it trains the
+last assistant turn only and mixes directions as a JSD, not α·FKL + (1−α)·RKL.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from trl import SFTTrainer
+
+from daggerlm.config.training import ObjectiveConfig
+from daggerlm.errors import InputError
+from daggerlm.training.divergence import Targets, objective_loss
+
+
+def check_same_tokenizer(student_tokenizer, teacher_tokenizer, teacher: str) -> None:
+    """Distributions are compared token id by token id: the two vocabularies must be the same."""
+    if student_tokenizer.get_vocab() != teacher_tokenizer.get_vocab():
+        raise InputError(f"teacher.model {teacher}: its tokenizer differs from the student's; soft targets and "
+                         f"reverse KL compare the two distributions token by token and need one vocabulary")
+
+
+def teacher_targets(teacher, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, labels: torch.Tensor,
+                    objective: ObjectiveConfig) -> Targets:
+    """The teacher's side of the shifted sequence (`labels`: its next tokens, no -100), from an
+    in-process teacher run on the same ids."""
+    with torch.no_grad():
+        logits = teacher(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
+    if objective.targets == "full":
+        return Targets("full", labels, full_logits=logits)
+    logp = F.log_softmax(logits / objective.temperature, dim=-1)
+    token_logp = logp.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    if objective.targets == "top_k":
+        top_logp, top_ids = logp.topk(min(objective.k, logp.shape[-1]), dim=-1)
+        return Targets("top_k", labels, token_logp=token_logp, top_ids=top_ids, top_logp=top_logp)
+    return Targets("hard", labels, token_logp=token_logp)
+
+
+class ObjectiveTrainer(SFTTrainer):
+    """SFTTrainer whose loss is `objective` (α-mixed forward/reverse KL, DistIL's future term)."""
+
+    def __init__(self, *args, objective: ObjectiveConfig = ObjectiveConfig(), teacher=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.objective = objective
+        self.teacher = teacher.eval() if teacher is not None else None
+        if not objective.is_sft and objective.teacher_needs() and teacher is None:
+            raise InputError(f"train.objective needs {objective.teacher_needs()}; no teacher model was given")
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.objective.is_sft:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        loss, outputs = self.objective_loss(model, inputs, num_items_in_batch)
+        return (loss, outputs) if return_outputs else loss
+
+    def objective_loss(self, model, inputs, num_items_in_batch=None):
+        """(loss, model outputs) under `objective`, its divergences and entropy logged."""
+        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"), use_cache=False)
+        labels = inputs["labels"][:, 1:]
+        mask, tokens = labels != -100, labels.clamp_min(0)
+        targets = (teacher_targets(self.teacher, inputs["input_ids"], inputs.get("attention_mask"), tokens,
+                                   self.objective) if self.teacher is not None else Targets("hard", tokens))
+        loss, stats = objective_loss(outputs.logits[:, :-1], mask, targets, alpha=self.objective.alpha,
+                                     temperature=self.objective.temperature, gamma=self.objective.gamma,
+                                     num_items_in_batch=num_items_in_batch)
+        mode = "train" if model.training else "eval"
+        for name, value in stats.items():
+            self._metrics[mode][name].append(value)
+        return loss, outputs
