@@ -4,15 +4,17 @@ from __future__ import annotations
 
 COLUMNS = ["iteration", "beta", "labels_total", "resolve_rate", "episodes", "labels_new", "teacher_calls",
            "cache_hits", "calls_per_state", "failed", "teacher_tokens", "teacher_cost_usd", "train_loss_before",
-           "train_loss_after"]
+           "train_loss_after", "forward_kl", "reverse_kl", "entropy"]
 """What users look for first comes first (iteration, β, labels, resolve rate)."""
 SHORT = {"iteration": "K", "beta": "β", "episodes": "eps", "labels_new": "new", "labels_total": "labels",
          "teacher_calls": "calls", "cache_hits": "hits", "calls_per_state": "calls/state",
          "train_loss_before": "loss0", "train_loss_after": "loss1", "resolve_rate": "resolved",
-         "failed": "failed", "teacher_tokens": "tokens", "teacher_cost_usd": "cost $"}
-SERVED_ONLY = ("failed", "teacher_tokens", "teacher_cost_usd")
-"""Columns that only a served policy fills (`failed`: episodes or labels left out of a stage because
-a policy could not be reached, within `dagger.max_failed_share`)."""
+         "failed": "failed", "teacher_tokens": "tokens", "teacher_cost_usd": "cost $",
+         "forward_kl": "FKL", "reverse_kl": "RKL", "entropy": "entropy"}
+SOMETIMES = ("failed", "teacher_tokens", "teacher_cost_usd", "forward_kl", "reverse_kl", "entropy")
+"""Columns that only some runs fill: a served policy (`failed`: episodes or labels left out of a stage
+because a policy could not be reached, within `dagger.max_failed_share`; tokens; cost), a distillation
+objective (the mean divergences to the teacher and the student's entropy per token while training)."""
 
 
 def iteration_row(k: int, rollout: dict, label: dict, agg: dict, train: dict, evaluation: dict) -> dict:
@@ -28,16 +30,17 @@ def iteration_row(k: int, rollout: dict, label: dict, agg: dict, train: dict, ev
         "teacher_cost_usd": label.get("teacher_cost_usd", 0.0),
         "train_loss_before": train["loss_before"], "train_loss_after": train["loss_after"],
         "resolve_rate": evaluation["resolve_rate"],
+        **{c: train.get("objective_stats", {}).get(c) for c in ("forward_kl", "reverse_kl", "entropy")},
     }
 
 
 def shown_columns(rows: list[dict]) -> list[str]:
-    """The columns worth a terminal's width: the served-policy ones only when some row has them."""
-    return [c for c in COLUMNS if c not in SERVED_ONLY or any(r.get(c) for r in rows)]
+    """The columns worth a terminal's width: the occasional ones only when some row has them."""
+    return [c for c in COLUMNS if c not in SOMETIMES or any(r.get(c) for r in rows)]
 
 
 def markdown_table(rows: list[dict]) -> str:
-    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else "–" if v is None else str(v)  # noqa: E731
     columns = shown_columns(rows)
     lines = ["| " + " | ".join(SHORT[c] for c in columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(r[c]) for c in columns) + " |" for r in rows]

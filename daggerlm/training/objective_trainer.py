@@ -49,6 +49,7 @@ class ObjectiveTrainer(SFTTrainer):
         super().__init__(*args, **kwargs)
         self.objective = objective
         self.teacher = teacher.eval() if teacher is not None else None
+        self.totals: dict[str, list[float]] = {}
         if not objective.is_sft and objective.teacher_needs() and teacher is None:
             raise InputError(f"train.objective needs {objective.teacher_needs()}; no teacher model was given")
 
@@ -71,4 +72,10 @@ class ObjectiveTrainer(SFTTrainer):
         mode = "train" if model.training else "eval"
         for name, value in stats.items():
             self._metrics[mode][name].append(value)
+            if model.training:
+                self.totals.setdefault(name, []).append(value)
         return loss, outputs
+
+    def means(self) -> dict[str, float]:
+        """Each logged statistic (forward_kl, reverse_kl, entropy) averaged over every training step."""
+        return {name: sum(values) / len(values) for name, values in self.totals.items()}

@@ -41,6 +41,8 @@ def load_aggregate(path: Path, window: HistoryWindow = HistoryWindow(), prefix: 
         if "student_response" not in frame:
             raise InputError(f"{path}: no student_response column (written by the label stage); prefix: student needs it")
         frame = frame[frame.student_response.notna()]
+        if frame.empty:
+            raise InputError(f"{path}: no state the student acted in; prefix: student needs some (β < 1)")
         frame["completion"] = [[{"role": "assistant", "content": r}] for r in frame.student_response]
     frame = frame[["prompt", "completion"]]
     if not window.whole:
@@ -70,13 +72,6 @@ def precision(sft: dict, on_gpu: bool, gpu_bf16: bool) -> dict:
     if "bf16" in sft or "fp16" in sft:
         return {}
     return {"bf16": on_gpu and gpu_bf16, "fp16": False}
-
-
-def objective_log(trainer) -> dict:
-    """Mean divergences and entropy over the logged steps (distillation objectives log them; SFT logs entropy)."""
-    keys = ("forward_kl", "reverse_kl", "entropy")
-    rows = [h for h in trainer.state.log_history if any(k in h for k in keys)]
-    return {k: sum(r[k] for r in rows if k in r) / n for k in keys if (n := sum(k in r for r in rows))}
 
 
 def train(aggregate: str | Path, init_model: str, out_dir: str | Path, config: TrainConfig, seed: int = 0,
@@ -134,7 +129,8 @@ def train(aggregate: str | Path, init_model: str, out_dir: str | Path, config: T
             "keep_observations": window.observations,
             "seed": seed, "config": config.model_dump(),
             "precision": "bfloat16" if args.bf16 else "float16" if args.fp16 else "float32",
-            "train_loss": result.training_loss, "objective_log": objective_log(trainer), "loss_before": loss_before, "loss_after": loss_after,
+            "train_loss": result.training_loss, "objective_stats": trainer.means(),
+            "loss_before": loss_before, "loss_after": loss_after,
             "steps": result.global_step}
     assert math.isfinite(loss_after), "training diverged"
     atomic_write_json(tmp / CHECKPOINT_META, meta)

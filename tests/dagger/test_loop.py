@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from daggerlm.config import record_reads
@@ -64,6 +65,27 @@ def test_two_iterations_end_to_end_and_every_param_read_is_declared(tmp_path, mo
     assert metrics["n_instances"] == 2 and metrics["resolve_rate"] == rows[1]["resolve_rate"]
 
 
+def test_an_hf_teacher_labels_and_distils_through_the_same_loop(tmp_path, monkeypatch):
+    """On-policy distillation (student prefix, α-mixed KL to the teacher's full distribution, DistIL's
+    future term) is a config of the same pipeline; the teacher is the base model, in the process."""
+    base = tmp_path / "data" / "checkpoints" / "iter_0"
+    p = tiny_params(tmp_path, **{"dagger.iterations": 1, "dagger.beta": {"kind": "constant", "value": 0.5},
+                                 "teacher.kind": "hf", "teacher.model": str(base),
+                                 "teacher.sampling": {"temperature": 0.0, "max_new_tokens": 32},
+                                 "train.objective": {"prefix": "student", "targets": "full", "alpha": 0.5,
+                                                     "gamma": 0.5}})
+    rows, reads = run_recording_reads(p, monkeypatch)
+    for name, seen in reads.items():
+        assert not undeclared(pipeline.BY_NAME[name], seen), f"{name} reads {undeclared(pipeline.BY_NAME[name], seen)}"
+    labels = pd.read_parquet(tmp_path / "data" / "labels" / "iter_0" / "labels.parquet")
+    assert labels.teacher.str.startswith(f"hf:{base}").all()
+    meta = json.loads((tmp_path / "data" / "checkpoints" / "iter_1" / "daggerlm_checkpoint.json").read_text())
+    aggregated = pd.read_parquet(tmp_path / "data" / "aggregated" / "iter_0" / "train.parquet")
+    assert meta["examples"] + meta["dropped_too_long"] == aggregated.student_response.notna().sum() > 0
+    assert meta["objective_stats"]["forward_kl"] >= 0 and meta["objective_stats"]["entropy"] > 0
+    assert meta["config"]["objective"]["gamma"] == 0.5 and len(rows) == 1
+
+
 def test_missing_checkpoint_names_its_path(tmp_path):
     p = tiny_params(tmp_path)
     with pytest.raises(InputError, match=rf"{tmp_path / 'data' / 'checkpoints' / 'iter_1'}: checkpoint not found"):
@@ -111,11 +133,14 @@ def test_iterations_set_rewrites_params_keeping_comments_and_regenerates_dvc_yam
     assert stages["train"]["foreach"]["3"]["outs0"] == "data/checkpoints/iter_4"
 
 
-def test_terminal_table_shows_served_teacher_columns_only_when_filled():
-    from daggerlm.report.table import SERVED_ONLY, shown_columns
+def test_terminal_table_shows_served_teacher_and_distillation_columns_only_when_filled():
+    from daggerlm.report.table import SOMETIMES, markdown_table, shown_columns
 
-    oracle_rows = [{c: 0 for c in COLUMNS}]
-    assert not set(SERVED_ONLY) & set(shown_columns(oracle_rows))
+    oracle_rows = [{**{c: 0 for c in COLUMNS}, "forward_kl": None, "reverse_kl": None, "entropy": None}]
+    assert not set(SOMETIMES) & set(shown_columns(oracle_rows))
     served = [{**oracle_rows[0], "teacher_tokens": 1200, "teacher_cost_usd": 0.01}]
     assert {"teacher_tokens", "teacher_cost_usd"} <= set(shown_columns(served))
     assert "failed" not in shown_columns(served)
+    distilled = [{**oracle_rows[0], "forward_kl": 0.5, "reverse_kl": 0.25, "entropy": 1.5}, oracle_rows[0]]
+    assert {"forward_kl", "reverse_kl", "entropy"} <= set(shown_columns(distilled))
+    assert "| 0.500 | 0.250 | 1.500 |" in markdown_table(distilled) and "| – | – | – |" in markdown_table(distilled)

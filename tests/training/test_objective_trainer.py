@@ -57,7 +57,7 @@ def test_an_in_process_teacher_pulls_the_student_towards_its_distribution(aggreg
     meta = train(aggregate[0], str(tiny_model_dir), tmp_path / "ck", TrainConfig(sft=FEW, objective=objective),
                  teacher_model=teacher)
     assert meta["config"]["objective"]["targets"] == targets
-    logged = meta["objective_log"]
+    logged = meta["objective_stats"]
     assert {"forward_kl", "reverse_kl", "entropy"} <= set(logged)
     # the student ends closer to the teacher than it started: its tokens' loss under the labels falls too
     assert meta["loss_after"] < meta["loss_before"]
