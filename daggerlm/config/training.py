@@ -57,7 +57,8 @@ class ObjectiveConfig(BaseModel):
     """1: forward KL (SFT with hard targets); 0: reverse KL."""
     targets: Literal["hard", "top_k", "full"] = "hard"
     k: int = Field(20, ge=1)
-    """Teacher log-probs per token with `top_k` targets (vLLM serves at most its `--max-logprobs`, 20 by default)."""
+    """Teacher log-probs per token with `top_k` targets (vLLM serves at most its `--max-logprobs`, 20
+    by default)."""
     temperature: float = Field(1.0, gt=0)
     """Divides the student's logits (and an in-process teacher's) before the divergence."""
     gamma: float = Field(0.0, ge=0.0, lt=1.0)
@@ -73,9 +74,11 @@ class ObjectiveConfig(BaseModel):
         if self.targets == "full":
             return "the teacher's full distribution (targets: full): an in-process `hf` teacher"
         if self.targets == "top_k":
-            return "the teacher's top-k log-probs (targets: top_k): an `hf` teacher, or a served one with endpoint.logprobs"
+            return ("the teacher's top-k log-probs (targets: top_k): an `hf` teacher, or a served one with "
+                    "endpoint.logprobs")
         if self.alpha < 1:
-            return "the teacher's log-prob of each token (reverse KL, alpha < 1): an `hf` teacher, or a served one with endpoint.logprobs"
+            return ("the teacher's log-prob of each token (reverse KL, alpha < 1): an `hf` teacher, or a served one "
+                    "with endpoint.logprobs")
         return None
 
     @model_validator(mode="after")
@@ -83,8 +86,9 @@ class ObjectiveConfig(BaseModel):
         if self.prefix == "student" and self.targets == "hard" and self.alpha == 1.0:
             raise ValueError("prefix: student with hard forward targets trains the student on its own tokens; "
                              "use targets top_k/full or alpha < 1")
-        if self.gamma > 0 and self.prefix != "student":
-            raise ValueError("gamma > 0 (DistIL) needs prefix: student (the future of sequences the student sampled)")
+        if self.gamma > 0 and (self.prefix != "student" or self.targets == "hard"):
+            raise ValueError("gamma > 0 (DistIL) needs prefix: student (the future of sequences the student "
+                             "sampled) and targets top_k or full (the disagreement is a forward KL)")
         return self
 
 

@@ -2,10 +2,10 @@
 
 The default objective (teacher prefix, hard targets, forward) is SFT and goes through SFTTrainer's
 own loss untouched (its fused LM head never materialises the full logits). Any other objective takes
-the logits and the teacher's side (`divergence.Targets`) at the completion's tokens: from an
-in-process teacher run on the same token ids (its full logits, or their top-k), or from top-k
-log-probs stored with each example by a served teacher. GKD's trainer is not the base: it trains the
-last assistant turn only and mixes directions as a JSD, not α·FKL + (1−α)·RKL.
+the logits and the teacher's side (`divergence.Targets`) at the completion's tokens from an
+in-process teacher run on the same token ids (its full logits, or their top-k). GKD's trainer is
+not the base: it trains the last assistant turn only and mixes directions as a JSD, not
+α·FKL + (1−α)·RKL.
 """
 
 from __future__ import annotations

@@ -39,7 +39,8 @@ def load_aggregate(path: Path, window: HistoryWindow = HistoryWindow(), prefix: 
     frame = pd.read_parquet(path)
     if prefix == "student":
         if "student_response" not in frame:
-            raise InputError(f"{path}: no student_response column (written by the label stage); prefix: student needs it")
+            raise InputError(f"{path}: no student_response column (the label stage writes it); "
+                             "prefix: student needs it")
         frame = frame[frame.student_response.notna()]
         if frame.empty:
             raise InputError(f"{path}: no state the student acted in; prefix: student needs some (β < 1)")

@@ -143,4 +143,5 @@ def test_terminal_table_shows_served_teacher_and_distillation_columns_only_when_
     assert "failed" not in shown_columns(served)
     distilled = [{**oracle_rows[0], "forward_kl": 0.5, "reverse_kl": 0.25, "entropy": 1.5}, oracle_rows[0]]
     assert {"forward_kl", "reverse_kl", "entropy"} <= set(shown_columns(distilled))
-    assert "| 0.500 | 0.250 | 1.500 |" in markdown_table(distilled) and "| – | – | – |" in markdown_table(distilled)
+    table = markdown_table(distilled)
+    assert "| 0.500 | 0.250 | 1.500 |" in table and "| – | – | – |" in table

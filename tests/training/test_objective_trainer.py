@@ -14,11 +14,13 @@ from daggerlm.errors import InputError
 from daggerlm.training.sft import load_aggregate, train
 from tests.training.test_sft import SFT, aggregate  # noqa: F401  (the module's aggregate fixture)
 
+# ruff: noqa: F811  (pytest passes the imported `aggregate` fixture by name)
+
 FEW = {**SFT, "num_train_epochs": 3, "logging_steps": 1}
 
 
 @pytest.fixture(scope="module")
-def teacher(aggregate, tiny_model_dir, tmp_path_factory):  # noqa: F811
+def teacher(aggregate, tiny_model_dir, tmp_path_factory):
     """The tiny student fine-tuned on the labels: a teacher that shares its tokenizer and differs from it."""
     out = tmp_path_factory.mktemp("teacher") / "ck"
     train(aggregate[0], str(tiny_model_dir), out, TrainConfig(sft={**SFT, "num_train_epochs": 10}))
@@ -41,7 +43,8 @@ def _trainer(aggregate_path, model_dir, objective, teacher_dir=None):
                             objective=objective, teacher=teacher_model)
 
 
-def test_the_default_objective_is_trl_sft_and_the_objective_path_computes_the_same_loss(aggregate, tiny_model_dir):  # noqa: F811
+def test_the_default_objective_is_trl_sft_and_the_objective_path_computes_the_same_loss(aggregate,
+                                                                                         tiny_model_dir):
     trainer = _trainer(aggregate[0], tiny_model_dir, ObjectiveConfig())
     assert trainer.objective.is_sft and trainer.teacher is None
     batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
@@ -51,7 +54,7 @@ def test_the_default_objective_is_trl_sft_and_the_objective_path_computes_the_sa
 
 
 @pytest.mark.parametrize("targets,alpha", [("full", 0.5), ("top_k", 1.0), ("hard", 0.0)])
-def test_an_in_process_teacher_pulls_the_student_towards_its_distribution(aggregate, tiny_model_dir, teacher,  # noqa: F811
+def test_an_in_process_teacher_pulls_the_student_towards_its_distribution(aggregate, tiny_model_dir, teacher,
                                                                           targets, alpha, tmp_path):
     objective = ObjectiveConfig(targets=targets, alpha=alpha, k=8)
     meta = train(aggregate[0], str(tiny_model_dir), tmp_path / "ck", TrainConfig(sft=FEW, objective=objective),
@@ -63,7 +66,7 @@ def test_an_in_process_teacher_pulls_the_student_towards_its_distribution(aggreg
     assert meta["loss_after"] < meta["loss_before"]
 
 
-def test_divergence_to_the_teacher_falls_during_distillation(aggregate, tiny_model_dir, teacher, tmp_path):  # noqa: F811
+def test_divergence_to_the_teacher_falls_during_distillation(aggregate, tiny_model_dir, teacher, tmp_path):
     trainer = _trainer(aggregate[0], tiny_model_dir, ObjectiveConfig(targets="full", alpha=0.5), teacher)
     trainer.args.num_train_epochs, trainer.args.logging_steps, trainer.args.learning_rate = 4, 1, 3e-3
     trainer.train()
@@ -72,7 +75,7 @@ def test_divergence_to_the_teacher_falls_during_distillation(aggregate, tiny_mod
     assert kl[-1] < kl[0] / 2 and rkl[-1] < rkl[0] / 2, (kl, rkl)
 
 
-def test_student_prefix_scores_the_students_own_actions(aggregate, tmp_path):  # noqa: F811
+def test_student_prefix_scores_the_students_own_actions(aggregate, tmp_path):
     frame = pd.read_parquet(aggregate[0])
     frame["student_response"] = [f"acted {i}" if i % 2 else None for i in range(len(frame))]
     write_parquet(tmp_path / "a.parquet", frame)
@@ -83,7 +86,7 @@ def test_student_prefix_scores_the_students_own_actions(aggregate, tmp_path):  #
         load_aggregate(tmp_path / "b.parquet", prefix="student")
 
 
-def test_a_teacher_with_another_vocabulary_is_refused(aggregate, tiny_model_dir, tmp_path):  # noqa: F811
+def test_a_teacher_with_another_vocabulary_is_refused(aggregate, tiny_model_dir, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(tiny_model_dir, other)
     tokenizer = AutoTokenizer.from_pretrained(other)
