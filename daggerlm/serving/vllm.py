@@ -155,6 +155,36 @@ def unload_lora_adapter(base_url: str, name: str, api_key: str | None = None, mi
     raise _fail(f"unloading LoRA adapter '{name}'", url, status, body)
 
 
+@dataclass
+class PromptScores:
+    """The server's scores of a token sequence, at every position after the first (vLLM's
+    `prompt_logprobs`): the log-prob of the realized token and the top-k ids with their log-probs."""
+
+    token_logp: list[float]
+    top_ids: list[list[int]]
+    top_logp: list[list[float]]
+
+
+def prompt_logprobs(base_url: str, model: str, ids: list[int], k: int, api_key: str | None = None,
+                    timeout_s: float = 300) -> PromptScores:
+    """Score `ids` as given (token ids, never text: both sides must score the same sequence) through
+    `/v1/completions` with `prompt_logprobs: k`; one token is generated and ignored."""
+    url = f"{base_url}/completions"
+    status, body = _call(url, {"model": model, "prompt": ids, "max_tokens": 1, "temperature": 0.0,
+                               "prompt_logprobs": k}, api_key, timeout_s)
+    if status != 200:
+        raise _fail(f"scoring {len(ids)} tokens with {k} prompt logprobs", url, status, body)
+    rows = json.loads(body)["choices"][0]["prompt_logprobs"][1:]
+    scores = PromptScores([], [], [])
+    for token, row in zip(ids[1:], rows):
+        ranked = sorted(((int(i), v) for i, v in row.items()), key=lambda iv: -iv[1]["logprob"])
+        scores.token_logp.append(row[str(token)]["logprob"])
+        top = [(i, v["logprob"]) for i, v in ranked if v["rank"] <= k][:k]  # the realized token may rank below k
+        scores.top_ids.append([i for i, _ in top])
+        scores.top_logp.append([lp for _, lp in top])
+    return scores
+
+
 def served_models(base_url: str, api_key: str | None = None) -> list[str]:
     """The model names a server answers to (`GET /v1/models`: the base, then the loaded adapters)."""
     url = f"{base_url}/models"

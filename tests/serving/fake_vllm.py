@@ -12,6 +12,9 @@ from vLLM's source:
   models/serving.py)
 - POST /v1/chat/completions: only for a served name or a loaded adapter, else 404 "The model `x` does
   not exist." (engine/serving.py `_check_model`); answers FAKE_VLLM_REPLY.
+- POST /v1/completions with `prompt_logprobs` (token ids or text): the served model's own log-probs,
+  computed with transformers when MODEL_TAG is a directory; k above `--max-logprobs` (20) and
+  `stream` with prompt logprobs are 400s with vLLM's messages.
 - `--api-key`: /v1 routes need `Authorization: Bearer KEY`, else 401 `{"error": "Unauthorized"}`.
 
 FAKE_VLLM_RECORD=path appends one JSON line per start and per request, for tests to read.
@@ -54,6 +57,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     serve.add_argument("--seed", type=int)
     serve.add_argument("--enforce-eager", action=argparse.BooleanOptionalAction, default=False)
     serve.add_argument("--api-key")
+    serve.add_argument("--max-logprobs", type=int, default=20)
     return parser.parse_args(argv)
 
 
@@ -154,8 +158,57 @@ def chat(s: State, body: dict) -> tuple[int, dict]:
         "prompt_logprobs": None, "kv_transfer_params": None}
 
 
+def _scorer(s: State):
+    """The served model itself (a local directory), loaded on first use: prompt log-probs are its own."""
+    if getattr(s, "scorer", None) is None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        s.scorer = (AutoModelForCausalLM.from_pretrained(s.model).eval(), AutoTokenizer.from_pretrained(s.model))
+    return s.scorer
+
+
+def completions(s: State, body: dict) -> tuple[int, dict]:
+    """/v1/completions with `prompt_logprobs` (vLLM's extension): per prompt token, None for the
+    first, then {token_id: {logprob, rank, decoded_token}} for the top-k and the realized token."""
+    import torch
+
+    if bad := missing_fields(body, ("prompt",)):
+        return bad
+    model, k = body.get("model"), body.get("prompt_logprobs")
+    if model and model not in s.names and model not in s.loras:
+        return error(f"The model `{model}` does not exist.", "NotFoundError", 404, "model")
+    if k is not None and body.get("stream"):
+        return error("`prompt_logprobs` are not available when `stream=True`.", "BadRequestError", 400)
+    if k is not None and k > s.args.max_logprobs:
+        return error(f"Requested prompt logprobs of {k}, which is greater than max allowed: {s.args.max_logprobs}",
+                     "BadRequestError", 400)
+    lm, tokenizer = _scorer(s)
+    prompt = body["prompt"]
+    ids = prompt if isinstance(prompt, list) else tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logp = torch.log_softmax(lm(input_ids=torch.tensor([ids])).logits[0].float(), -1)
+    rows = [None]
+    if k is not None:
+        for pos, token in enumerate(ids[1:]):
+            dist = logp[pos]
+            ranks = (dist > dist[token]).sum().item() + 1
+            top = dist.topk(k).indices.tolist() if k else []
+            rows.append({str(i): {"logprob": dist[i].item(), "rank": (dist > dist[i]).sum().item() + 1,
+                                  "decoded_token": tokenizer.decode([i])} for i in top}
+                        | {str(token): {"logprob": dist[token].item(), "rank": ranks,
+                                        "decoded_token": tokenizer.decode([token])}})
+    nxt = int(logp[-1].argmax())
+    return 200, {
+        "id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+        "model": model or s.names[0],
+        "choices": [{"index": 0, "text": tokenizer.decode([nxt]), "logprobs": None, "finish_reason": "length",
+                     "stop_reason": None, "prompt_logprobs": rows if k is not None else None}],
+        "usage": {"prompt_tokens": len(ids), "total_tokens": len(ids) + 1, "completion_tokens": 1},
+        "kv_transfer_params": None}
+
+
 def handler(s: State) -> type[BaseHTTPRequestHandler]:
-    posts = {"/v1/chat/completions": chat}
+    posts = {"/v1/chat/completions": chat, "/v1/completions": completions}
     if s.runtime_lora:  # vLLM attaches these routes only then
         posts |= {"/v1/load_lora_adapter": load, "/v1/unload_lora_adapter": unload}
 
