@@ -162,7 +162,8 @@ def base_dir(s: Setting, seed: int, root: Path, extra: dict) -> Path:
     text, the model and tokenizer config, pretraining params, the oracle of its corpus episodes): a
     base is never reused across seeds or versions. One shared base hid the largest variance there is
     (issue 30: with seed 0 the base resolved 13 of 24 alone, with seed 3 none)."""
-    return root / f"base-{_recipe(json.dumps({'seed': seed, **_base_params(s), **extra}), Oracle.version)}"  # order kept: later overrides win
+    overrides = json.dumps({"seed": seed, **_base_params(s), **extra})  # a string keeps the order: later ones win
+    return root / f"base-{_recipe(overrides, Oracle.version)}"
 
 
 @functools.cache

@@ -177,11 +177,10 @@ def prompt_logprobs(base_url: str, model: str, ids: list[int], k: int, api_key: 
     rows = json.loads(body)["choices"][0]["prompt_logprobs"][1:]
     scores = PromptScores([], [], [])
     for token, row in zip(ids[1:], rows):
-        ranked = sorted(((int(i), v) for i, v in row.items()), key=lambda iv: -iv[1]["logprob"])
         scores.token_logp.append(row[str(token)]["logprob"])
-        top = [(i, v["logprob"]) for i, v in ranked if v["rank"] <= k][:k]  # the realized token may rank below k
-        scores.top_ids.append([i for i, _ in top])
-        scores.top_logp.append([lp for _, lp in top])
+        top = sorted((v["rank"], int(i), v["logprob"]) for i, v in row.items() if v["rank"] <= k)[:k]  # the
+        scores.top_ids.append([i for _, i, _ in top])  # realized token is in the row even when it ranks below k
+        scores.top_logp.append([lp for _, _, lp in top])
     return scores
 
 

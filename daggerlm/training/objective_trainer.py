@@ -50,7 +50,7 @@ class ObjectiveTrainer(SFTTrainer):
         self.objective = objective
         self.teacher = teacher.eval() if teacher is not None else None
         self.totals: dict[str, list[float]] = {}
-        if not objective.is_sft and objective.teacher_needs() and teacher is None:
+        if objective.teacher_needs() and teacher is None:
             raise InputError(f"train.objective needs {objective.teacher_needs()}; no teacher model was given")
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

@@ -99,12 +99,12 @@ def train(aggregate: str | Path, init_model: str, out_dir: str | Path, config: T
     objective = config.objective
     ds, dropped = encode_dataset(load_aggregate(Path(aggregate), window, objective.prefix), tokenizer,
                                  config.sft.get("max_length", 1024))
-    teacher = None
-    if not objective.is_sft and objective.teacher_needs():
-        teacher, teacher_tokenizer = load_model_and_tokenizer(teacher_model, str(model.device))
-        check_same_tokenizer(tokenizer, teacher_tokenizer, teacher_model)
     if len(ds) == 0:
         raise InputError(f"{aggregate}: no example fits train.sft.max_length={config.sft.get('max_length')}")
+    teacher = None
+    if objective.teacher_needs():
+        teacher, teacher_tokenizer = load_model_and_tokenizer(teacher_model, str(model.device))
+        check_same_tokenizer(tokenizer, teacher_tokenizer, teacher_model)
     loss_before = completion_loss(model, ds)
     fixed = {"output_dir": str(tmp / "trainer"), "save_strategy": "no", "report_to": [], "seed": seed,
              "completion_only_loss": True, "use_cpu": not on_gpu, "dataset_num_proc": None}

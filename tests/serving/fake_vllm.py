@@ -189,14 +189,13 @@ def completions(s: State, body: dict) -> tuple[int, dict]:
         logp = torch.log_softmax(lm(input_ids=torch.tensor([ids])).logits[0].float(), -1)
     rows = [None]
     if k is not None:
-        for pos, token in enumerate(ids[1:]):
-            dist = logp[pos]
-            ranks = (dist > dist[token]).sum().item() + 1
-            top = dist.topk(k).indices.tolist() if k else []
-            rows.append({str(i): {"logprob": dist[i].item(), "rank": (dist > dist[i]).sum().item() + 1,
-                                  "decoded_token": tokenizer.decode([i])} for i in top}
-                        | {str(token): {"logprob": dist[token].item(), "rank": ranks,
-                                        "decoded_token": tokenizer.decode([token])}})
+        def entry(dist: torch.Tensor, i: int, rank: int) -> dict:
+            return {"logprob": dist[i].item(), "rank": rank, "decoded_token": tokenizer.decode([i])}
+
+        for dist, token in zip(logp, ids[1:]):
+            realized = {str(token): entry(dist, token, int((dist > dist[token]).sum()) + 1)}
+            rows.append(realized | {str(i): entry(dist, i, rank)
+                                    for rank, i in enumerate(dist.topk(k).indices.tolist(), 1)})
     nxt = int(logp[-1].argmax())
     return 200, {
         "id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
