@@ -373,7 +373,19 @@ def run_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
     for r in rows:
         table.add_row(*(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in columns))
     Console().print(table)
-    console.print(f"table saved to {stages.layout(p).report()}/summary.md and iterations.json")
+    console.print(f"table saved to {stages.layout(p).report()}/summary.md and iterations.json; trajectories: "
+                  f"{stages.layout(p).report()}/inspect/index.html")
+
+
+@app.command("inspect")
+def inspect_cmd(data: Annotated[Path, typer.Argument(help="The run's data directory (params' `data`).")] = Path("data"),
+                out: Annotated[Optional[Path], typer.Option(help="Where to write the HTML (default: DATA/report/"
+                                                                 "inspect).")] = None) -> None:
+    """A static HTML report of a run's trajectories: the iterations, their episodes, every turn."""
+    from daggerlm.dagger.inspect import write_inspector
+
+    index = write_inspector(data, out)
+    console.print(f"open {index.resolve().as_uri()}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact
-from prefect.artifacts import update_progress_artifact
+from prefect.artifacts import (create_link_artifact, create_markdown_artifact, create_progress_artifact,
+                               create_table_artifact, update_progress_artifact)
 from pydantic import BaseModel, ConfigDict, Field
 
 from daggerlm.config import Params, edit_params, load_params
@@ -96,6 +96,8 @@ def dagger_flow(run: DaggerRun = DaggerRun()) -> list[dict]:
     lay = Layout(Path(run.project) / p.data)
     rows = json.loads((lay.report() / "iterations.json").read_text())
     create_markdown_artifact(markdown_table(rows), key="dagger-summary", description="per-iteration table")
+    create_link_artifact((lay.inspector() / "index.html").resolve().as_uri(), link_text="every episode, turn by turn",
+                         key="dagger-inspector", description="the run's HTML inspector (a file on the flow's machine)")
     table = []
     for value in ResultStore(lay.eval(p.dagger.iterations - 1) / "results").values():
         table.append({"instance_id": value["trajectory"]["instance_id"], "resolved": value["report"]["resolved"],

@@ -113,6 +113,9 @@ def test_bad_instance_sources_are_one_line_naming_the_key(tmp_path, split, messa
     ({"train.objective.gamma": 0.9, "train.objective.targets": "full", "teacher.kind": "hf", "teacher.model": "m"},
      "gamma > 0 .* needs prefix: student"),
     ({"teacher.kind": "hf"}, "teacher.kind hf needs teacher.model"),
+    ({"train.objective": {"alpha": 0.0, "temperature": 2.0}, "teacher.kind": "openai",
+      "teacher.endpoint.logprobs": True},
+     "train.objective.temperature: a served teacher's log-prob of a token is at temperature 1"),
 ])
 def test_an_objective_the_teacher_cannot_serve_fails_in_one_line(tmp_path, overrides, message):
     path = tmp_path / "params.yaml"
@@ -127,3 +130,6 @@ def test_the_objectives_an_hf_teacher_serves_load_and_the_default_is_sft():
     p = load_params(None, {"teacher.kind": "hf", "teacher.model": "m", "train.objective":
                            {"prefix": "student", "targets": "full", "alpha": 0.75, "gamma": 0.5}})
     assert not p.train.objective.is_sft and p.teacher.gives() == "full"
+    served = load_params(None, {"teacher.kind": "openai", "teacher.endpoint.logprobs": True, "train.objective":
+                                {"prefix": "student", "targets": "top_k", "k": 5, "alpha": 0.5, "temperature": 2.0}})
+    assert served.teacher.gives() == "top_k" and served.train.objective.teacher_needs()

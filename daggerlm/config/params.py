@@ -42,9 +42,10 @@ class Params(Section):
                                            " without endpoint.logprobs" if self.teacher.kind == "openai" else "")
             raise ValueError(f"train.objective needs {needs}; teacher.kind {teacher} gives "
                              f"{'text labels only' if gives == 'text' else 'top-k log-probs only'}")
-        if needs and self.teacher.kind == "openai":
-            raise ValueError("train.objective: a served teacher's log-probs are not stored with its labels yet; "
-                             "soft targets and reverse KL need teacher.kind hf for now")
+        if needs and gives == "top_k" and objective.targets == "hard" and objective.temperature != 1.0:
+            raise ValueError("train.objective.temperature: a served teacher's log-prob of a token is at temperature 1 "
+                             "(vLLM's raw logprobs); hard targets with reverse KL need temperature 1, or use "
+                             "targets top_k (renormalised over the k ids at any temperature)")
         if self.teacher.kind == "hf" and not self.teacher.model:
             raise ValueError("teacher.kind hf needs teacher.model (a model directory or hub id)")
         return self

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from daggerlm.config.base import Section
+
 
 class TinyModelConfig(BaseModel):
     """Shape of the locally built student (Llama architecture: `AutoTokenizer` then loads the trained
@@ -42,7 +44,21 @@ SFT_DEFAULTS: dict[str, Any] = {
 LORA_DEFAULTS: dict[str, Any] = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": "all-linear"}
 
 
-class ObjectiveConfig(BaseModel):
+class CurriculumConfig(Section):
+    """The entropy-gated length curriculum (`daggerlm/dagger/curriculum.py`): the student's generation budget per
+    turn in rollouts starts at `start_tokens` and grows by `growth` (up to student.sampling.max_new_tokens)
+    each iteration whose acting student's mean token entropy on its eval actions is below `entropy_below`."""
+
+    kind: Literal["none", "entropy"] = "none"
+    start_tokens: int = Field(64, ge=1)
+    growth: float = Field(2.0, gt=1.0)
+    entropy_below: float = Field(1.0, gt=0.0)
+    """Nats per token."""
+    entropy_states: int = Field(64, ge=1)
+    """Eval actions (the first ones) the entropy is averaged over."""
+
+
+class ObjectiveConfig(Section):
     """What fine-tuning minimises at each labeled state (the default is plain SFT on the teacher's label).
 
     `prefix`: whose tokens are scored: the teacher's label, or the student's own action at that state
@@ -51,7 +67,6 @@ class ObjectiveConfig(BaseModel):
     teacher's log-prob of each), `top_k` (the teacher's k most likely tokens: vLLM's logprobs) or `full`
     (an in-process `hf` teacher's logits)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     prefix: Literal["teacher", "student"] = "teacher"
     alpha: float = Field(1.0, ge=0.0, le=1.0)
     """1: forward KL (SFT with hard targets); 0: reverse KL."""
@@ -60,14 +75,22 @@ class ObjectiveConfig(BaseModel):
     """Teacher log-probs per token with `top_k` targets (vLLM serves at most its `--max-logprobs`, 20
     by default)."""
     temperature: float = Field(1.0, gt=0)
-    """Divides the student's logits (and an in-process teacher's) before the divergence."""
+    """Divides the student's logits and the teacher's (an in-process teacher's logits, or a served
+    teacher's top-k log-probs, renormalised over the k ids) before the divergence."""
     gamma: float = Field(0.0, ge=0.0, lt=1.0)
     """DistIL: discount of the future teacher-student disagreement each student token is also trained
     against (0: none). Needs `prefix: student`: the future is that of sequences the student sampled."""
+    curriculum: CurriculumConfig = CurriculumConfig()
 
     @property
     def is_sft(self) -> bool:
         return self.prefix == "teacher" and self.alpha == 1.0 and self.targets == "hard" and self.gamma == 0.0
+
+    @property
+    def scored_k(self) -> int:
+        """Top-k log-probs per token a served teacher is asked for: k with top-k targets, none (the
+        realized token's only) with hard ones."""
+        return self.k if self.targets == "top_k" else 0
 
     def teacher_needs(self) -> str | None:
         """What the teacher must give beyond text, as a phrase for an error; None: text is enough."""
@@ -92,8 +115,7 @@ class ObjectiveConfig(BaseModel):
         return self
 
 
-class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+class TrainConfig(Section):
     mode: Literal["full", "lora"] = "full"
     """Full fine-tuning, or a LoRA adapter (PEFT) on the base model."""
     init_from: Literal["base", "previous"] = "previous"

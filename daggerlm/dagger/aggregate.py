@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from daggerlm.dagger.teacher_scores import COLUMNS as SCORE_COLUMNS
 from daggerlm.errors import InputError
 from daggerlm.io import atomic_write_bytes, plain_python, stable_hash
 
@@ -29,7 +30,9 @@ def read_parquet(path: str | Path) -> pd.DataFrame:
 
 
 def content_hash(frame: pd.DataFrame) -> str:
-    return stable_hash([(h, plain_python(c)) for h, c in zip(frame["state_hash"], frame["completion"])], length=32)
+    """Over each state and its label, and the teacher's scores where the label stage stored them."""
+    columns = ["state_hash", "completion", *(c for c in SCORE_COLUMNS if c in frame)]
+    return stable_hash([[plain_python(v) for v in row] for row in zip(*(frame[c] for c in columns))], length=32)
 
 
 def within_budget(new: pd.DataFrame, budget: int | None, seed: int) -> pd.DataFrame:

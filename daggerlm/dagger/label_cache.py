@@ -1,7 +1,8 @@
 """Content-addressed teacher labels, shared by rollout, labeling and every iteration.
 
 Key = hash(state hash, teacher identity): the identity names the teacher and its sampling
-parameters. One JSON file per key (written atomically), so concurrent stages and crashed runs
+parameters. A served teacher's scores of the sequences training sees are kept here too
+(`dagger.teacher_scores`). One JSON file per key (written atomically), so concurrent stages and crashed runs
 never see a partial entry.
 """
 
@@ -30,15 +31,19 @@ class LabelCache:
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
 
-    def get(self, key: str) -> Completion | None:
+    def read(self, key: str) -> dict | None:
         path = self._path(key)
-        if not path.is_file():
-            return None
-        data = json.loads(path.read_text())
-        return Completion(data["text"], data.get("meta", {}))
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def write(self, key: str, entry: dict) -> None:
+        atomic_write_json(self._path(key), entry)
+
+    def get(self, key: str) -> Completion | None:
+        data = self.read(key)
+        return None if data is None else Completion(data["text"], data.get("meta", {}))
 
     def put(self, key: str, completion: Completion) -> None:
-        atomic_write_json(self._path(key), {"text": completion.text, "meta": completion.meta})
+        self.write(key, {"text": completion.text, "meta": completion.meta})
 
 
 class CachedTeacher:

@@ -29,5 +29,13 @@ class Layout:
     def eval(self, k: int) -> Path:
         return self.root / "eval" / f"iter_{k}"
 
+    def curriculum(self, k: int) -> Path:
+        """Checkpoint k+1's entropy and rollout k+1's generation budget (`dagger.curriculum`)."""
+        return self.eval(k) / "curriculum.json"
+
     def report(self) -> Path:
         return self.root / "report"
+
+    def inspector(self) -> Path:
+        """The HTML inspector of the run's trajectories (`dagger.inspect`)."""
+        return self.report() / "inspect"

@@ -4,7 +4,8 @@
     instances      data/instances/{train,eval}.jsonl
     init-model     data/checkpoints/iter_0    the tiny model built there, or a record of the base student.model
     rollout K      data/rollouts/iter_K/      student = checkpoint K, teacher via the label cache
-    label K        data/labels/iter_K/        every visited state labeled (labels.parquet)
+    label K        data/labels/iter_K/        every visited state labeled (labels.parquet), scored by a served
+                                              teacher where the objective needs its log-probs
     aggregate K    data/aggregated/iter_K/    aggregate K−1 ∪ labels K (within the label budget)
     train K        data/checkpoints/iter_K+1  fine-tuned on aggregate K
     evaluate K     data/eval/iter_K/          checkpoint K+1 on the eval split
@@ -12,7 +13,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,14 +24,17 @@ import pandas as pd
 
 from daggerlm.agent.runner import ItemRunner
 from daggerlm.config import Params
+from daggerlm.agent.trajectory import Trajectory
+from daggerlm.dagger import curriculum
 from daggerlm.dagger.aggregate import aggregate, write_parquet
+from daggerlm.dagger.curriculum import rollout_budget
 from daggerlm.dagger.label_cache import CachedTeacher, LabelCache
 from daggerlm.dagger.layout import Layout
 from daggerlm.dagger.relabel import relabel, teacher_usage
 from daggerlm.dagger.rollout import collect_rollouts, read_trajectories
 from daggerlm.errors import InputError
 from daggerlm.instances import Instance, load_instances, write_instances
-from daggerlm.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from daggerlm.io import ResultStore, atomic_write_json, atomic_write_jsonl, atomic_write_text
 from daggerlm.policies import make_policy
 from daggerlm.policies.base import Policy
 from daggerlm.policies.checkpoints import base_record, check_base, is_path, write_base_record
@@ -152,12 +158,23 @@ def stage_init_model(p: Params) -> dict:
     return result
 
 
+def generation_budget(p: Params, k: int) -> int | None:
+    """Rollout k's max new tokens per student turn under the length curriculum (None: it is off)."""
+    return rollout_budget(p.train.objective.curriculum, p.student.sampling.max_new_tokens, k,
+                          layout(p).curriculum(k - 1))
+
+
 def stage_rollout(p: Params, k: int, runner: ItemRunner | None = None) -> dict:
-    with open_student(p.student, checkpoint(p, k)) as student:
-        return collect_rollouts(train_slice(p, k), student, teacher(p), layout(p).rollouts(k), iteration=k,
-                                beta=p.dagger.beta.beta(k), seed=p.seed, runtime=p.runtime, agent=p.agent,
-                                concurrency=p.dagger.concurrency, rollin_turns=p.dagger.rollin_turns, runner=runner,
-                                max_failed_share=p.dagger.max_failed_share)
+    student = p.student
+    if (budget := generation_budget(p, k)) is not None:
+        student = student.model_copy(update={"sampling": student.sampling.model_copy(
+            update={"max_new_tokens": budget})})
+    with open_student(student, checkpoint(p, k)) as policy:
+        stats = collect_rollouts(train_slice(p, k), policy, teacher(p), layout(p).rollouts(k), iteration=k,
+                                 beta=p.dagger.beta.beta(k), seed=p.seed, runtime=p.runtime, agent=p.agent,
+                                 concurrency=p.dagger.concurrency, rollin_turns=p.dagger.rollin_turns, runner=runner,
+                                 max_failed_share=p.dagger.max_failed_share)
+    return stats if budget is None else {**stats, "generation_budget": budget}
 
 
 def stage_label(p: Params, k: int, runner: ItemRunner | None = None) -> dict:
@@ -165,6 +182,7 @@ def stage_label(p: Params, k: int, runner: ItemRunner | None = None) -> dict:
     instances = {i.instance_id: i for i in load_split(p, "train")}
     labeled, rows = relabel(trajectories, instances, teacher(p), concurrency=p.dagger.concurrency, runner=runner,
                             max_failed_share=p.dagger.max_failed_share)
+    scored = served_scores(p, rows)
     out = layout(p).labels(k)
     write_parquet(out / "labels.parquet", pd.DataFrame(rows))
     atomic_write_jsonl(out / "trajectories.jsonl", (t.model_dump(mode="json") for t in labeled))
@@ -175,9 +193,35 @@ def stage_label(p: Params, k: int, runner: ItemRunner | None = None) -> dict:
              "teacher_calls": sources.count("miss"), "cache_hits": sources.count("hit"),
              "relabeled_differs": sum(r["actor"] == "student" and r["student_response"] != r["completion"][0]["content"]
                                       for r in rows),
-             **teacher_usage(labeled, p.teacher.endpoint.price_input_per_mtok, p.teacher.endpoint.price_output_per_mtok)}
+             **teacher_usage(labeled, p.teacher.endpoint.price_input_per_mtok, p.teacher.endpoint.price_output_per_mtok),
+             **scored}
     atomic_write_json(out / "stats.json", stats)
     return stats
+
+
+def scores_with_labels(p: Params) -> bool:
+    """Whether the label stage stores a served teacher's log-probs for training (`dagger.teacher_scores`)."""
+    return bool(p.train.objective.teacher_needs()) and p.teacher.gives() == "top_k"
+
+
+def served_scores(p: Params, rows: list[dict]) -> dict:
+    """The served teacher's log-probs of each state as training will see it, added to the label rows."""
+    if not scores_with_labels(p):
+        return {}
+    from transformers import AutoTokenizer
+
+    from daggerlm.dagger.teacher_scores import score_states
+    from daggerlm.serving.vllm import prompt_logprobs
+
+    e = p.teacher.endpoint
+    api_key = os.environ.get(e.api_key_env)
+
+    def scorer(ids: list[int], k: int) -> dict:
+        return dataclasses.asdict(prompt_logprobs(e.base_url, e.model, ids, k, api_key, e.timeout_s))
+
+    return score_states(rows, AutoTokenizer.from_pretrained(checkpoint(p, 0)), HistoryWindow.of(p.student),
+                        p.train.objective, scorer, LabelCache(p.dagger.label_cache), teacher(p).identity,
+                        p.dagger.concurrency)
 
 
 def stage_aggregate(p: Params, k: int) -> dict:
@@ -198,32 +242,63 @@ def stage_train(p: Params, k: int) -> dict:
     if not agg_stats.is_file():
         raise InputError(f"{agg_stats}: not found (run the aggregate stage of iteration {k} first)")
     init = checkpoint(p, 0) if p.train.init_from == "base" else checkpoint(p, k)
+    stored = None
+    if scores_with_labels(p):
+        from daggerlm.dagger.teacher_scores import stored_scores
+
+        aggregate_file = lay.aggregated(k) / "train.parquet"
+        stored = stored_scores(pd.read_parquet(aggregate_file), str(aggregate_file))
     return train(lay.aggregated(k) / "train.parquet", init, lay.checkpoint(k + 1), p.train, seed=p.seed + k,
                  aggregate_hash=json.loads(agg_stats.read_text())["hash"], base_model=checkpoint(p, 0),
                  window=HistoryWindow.of(p.student),
-                 teacher_model=p.teacher.model if p.teacher.kind == "hf" else None)
+                 teacher_model=p.teacher.model if p.teacher.kind == "hf" else None, scores=stored)
 
 
 def stage_evaluate(p: Params, k: int, runner: ItemRunner | None = None) -> dict:
     from daggerlm.evaluation import evaluate
 
+    eval_split = load_split(p, "eval")
     with evaluation_policy(p, k + 1) as (policy, name):
-        return evaluate(load_split(p, "eval"), policy, layout(p).eval(k), runtime=p.runtime, agent=p.agent,
-                        concurrency=p.evaluation.concurrency, model_name=name, seed=p.seed, runner=runner,
-                        max_failed_share=p.dagger.max_failed_share)
+        metrics = evaluate(eval_split, policy, layout(p).eval(k), runtime=p.runtime, agent=p.agent,
+                           concurrency=p.evaluation.concurrency, model_name=name, seed=p.seed, runner=runner,
+                           max_failed_share=p.dagger.max_failed_share)
+    atomic_write_json(layout(p).curriculum(k), curriculum_record(p, k, {i.instance_id for i in eval_split}))
+    return metrics
+
+
+def curriculum_record(p: Params, k: int, eval_ids: set[str]) -> dict:
+    """Evaluate k's `curriculum.json`: checkpoint k+1's mean token entropy on its eval actions and
+    rollout k+1's budget (`dagger.curriculum`); constant while the curriculum is off."""
+    c = p.train.objective.curriculum
+    if c.kind == "none":
+        return curriculum.OFF
+    from daggerlm.training.entropy import mean_token_entropy
+
+    window = HistoryWindow.of(p.student)
+    results = ResultStore(layout(p).eval(k) / "results").values()
+    trajectories = [Trajectory.model_validate(r["trajectory"]) for r in results
+                    if r["trajectory"]["instance_id"] in eval_ids]
+    examples = [(window.apply(t.messages[: turn.prefix_len]), [{"role": "assistant", "content": turn.response}])
+                for t in trajectories for turn in t.turns][: c.entropy_states]
+    entropy = mean_token_entropy(checkpoint(p, k + 1), examples, p.student.device)
+    return curriculum.record(c, p.student.sampling.max_new_tokens, generation_budget(p, k), entropy)
 
 
 def stage_report(p: Params) -> list[dict]:
-    """The per-iteration table from the stages' own stats files (what `dvc metrics/plots` show)."""
+    """The per-iteration table from the stages' own stats files (what `dvc metrics/plots` show) and the
+    trajectories' HTML inspector."""
+    from daggerlm.dagger.inspect import write_inspector
     from daggerlm.report.table import iteration_row, markdown_table
 
     lay = layout(p)
     read = lambda path: json.loads(path.read_text())  # noqa: E731
     rows = [iteration_row(k, read(lay.rollouts(k) / "stats.json"), read(lay.labels(k) / "stats.json"),
                           read(lay.aggregated(k) / "stats.json"),
-                          read(lay.checkpoint(k + 1) / "daggerlm_checkpoint.json"), read(lay.eval(k) / "metrics.json"))
+                          read(lay.checkpoint(k + 1) / "daggerlm_checkpoint.json"), read(lay.eval(k) / "metrics.json"),
+                          read(lay.curriculum(k)) if lay.curriculum(k).is_file() else None)
             for k in range(p.dagger.iterations)]
     atomic_write_json(lay.report() / "iterations.json", rows)
     atomic_write_json(lay.report() / "summary.json", {"final": rows[-1], "iterations": len(rows)})
     atomic_write_text(lay.report() / "summary.md", markdown_table(rows))
+    write_inspector(lay.root, lay.inspector())
     return rows

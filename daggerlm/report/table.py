@@ -4,20 +4,25 @@ from __future__ import annotations
 
 COLUMNS = ["iteration", "beta", "labels_total", "resolve_rate", "episodes", "labels_new", "teacher_calls",
            "cache_hits", "calls_per_state", "failed", "teacher_tokens", "teacher_cost_usd", "train_loss_before",
-           "train_loss_after", "forward_kl", "reverse_kl", "entropy"]
+           "train_loss_after", "forward_kl", "reverse_kl", "entropy", "generation_budget", "student_entropy"]
 """What users look for first comes first (iteration, β, labels, resolve rate)."""
 SHORT = {"iteration": "K", "beta": "β", "episodes": "eps", "labels_new": "new", "labels_total": "labels",
          "teacher_calls": "calls", "cache_hits": "hits", "calls_per_state": "calls/state",
          "train_loss_before": "loss0", "train_loss_after": "loss1", "resolve_rate": "resolved",
          "failed": "failed", "teacher_tokens": "tokens", "teacher_cost_usd": "cost $",
-         "forward_kl": "FKL", "reverse_kl": "RKL", "entropy": "entropy"}
-SOMETIMES = ("failed", "teacher_tokens", "teacher_cost_usd", "forward_kl", "reverse_kl", "entropy")
+         "forward_kl": "FKL", "reverse_kl": "RKL", "entropy": "entropy", "generation_budget": "budget",
+         "student_entropy": "H(eval)"}
+SOMETIMES = ("failed", "teacher_tokens", "teacher_cost_usd", "forward_kl", "reverse_kl", "entropy",
+             "generation_budget", "student_entropy")
 """Columns that only some runs fill: a served policy (`failed`: episodes or labels left out of a stage
 because a policy could not be reached, within `dagger.max_failed_share`; tokens; cost), a distillation
-objective (the mean divergences to the teacher and the student's entropy per token while training)."""
+objective (the mean divergences to the teacher and the student's entropy per token while training),
+the length curriculum (the rollout's generation budget per turn; the trained student's entropy on its
+eval actions, which grows the next one's)."""
 
 
-def iteration_row(k: int, rollout: dict, label: dict, agg: dict, train: dict, evaluation: dict) -> dict:
+def iteration_row(k: int, rollout: dict, label: dict, agg: dict, train: dict, evaluation: dict,
+                  curriculum: dict | None = None) -> dict:
     calls = rollout["teacher_calls"] + label["teacher_calls"]
     return {
         "iteration": k, "beta": rollout["beta"], "episodes": rollout["episodes"],
@@ -31,6 +36,8 @@ def iteration_row(k: int, rollout: dict, label: dict, agg: dict, train: dict, ev
         "train_loss_before": train["loss_before"], "train_loss_after": train["loss_after"],
         "resolve_rate": evaluation["resolve_rate"],
         **{c: train.get("objective_stats", {}).get(c) for c in ("forward_kl", "reverse_kl", "entropy")},
+        "generation_budget": (curriculum or {}).get("budget"),
+        "student_entropy": (curriculum or {}).get("student_entropy"),
     }
 
 

@@ -2,14 +2,17 @@
 
 The default objective (teacher prefix, hard targets, forward) is SFT and goes through SFTTrainer's
 own loss untouched (its fused LM head never materialises the full logits). Any other objective takes
-the logits and the teacher's side (`divergence.Targets`) at the completion's tokens from an
-in-process teacher run on the same token ids (its full logits, or their top-k). GKD's trainer is
+the logits and the teacher's side (`divergence.Targets`) at the completion's tokens: from an
+in-process teacher run on the same token ids (its full logits, or their top-k), or from a served
+teacher's scores the label stage stored with each state (`dagger.teacher_scores`), found by the
+example's token ids. GKD's trainer is
 not the base: it trains the last assistant turn only and mixes directions as a JSD, not
 α·FKL + (1−α)·RKL.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from trl import SFTTrainer
@@ -42,16 +45,54 @@ def teacher_targets(teacher, input_ids: torch.Tensor, attention_mask: torch.Tens
     return Targets("hard", labels, token_logp=token_logp)
 
 
+Scores = dict[tuple[int, ...], tuple]
+"""An example's token ids -> (teacher_token_logp, teacher_top_ids, teacher_top_logp) at its completion
+(`dagger.teacher_scores.stored_scores`)."""
+
+
+def check_scores_cover(scores: Scores, encoded_ids: list[list[int]], source: str) -> None:
+    """Every example must find its stored scores by its token ids (else it was scored under another
+    tokenizer, window or prefix than training renders it with)."""
+    if missing := sum(tuple(ids) not in scores for ids in encoded_ids):
+        raise InputError(f"{source}: {missing} of {len(encoded_ids)} examples have no teacher scores for their token "
+                         f"ids (scored under another tokenizer, window or prefix): run the label stage again")
+
+
+def stored_targets(scores: Scores, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, labels: torch.Tensor,
+                   mask: torch.Tensor, objective: ObjectiveConfig) -> Targets:
+    """`Targets` at the completion's positions (`mask`) from stored scores; top-k log-probs at the
+    objective's temperature (renormalised over the k ids by the loss)."""
+    k = objective.scored_k
+    token_logp = torch.zeros(labels.shape, device=labels.device)
+    top_ids = torch.zeros((*labels.shape, k), dtype=torch.long, device=labels.device)
+    top_logp = torch.zeros((*labels.shape, k), device=labels.device)
+    for b in range(labels.shape[0]):
+        ids = input_ids[b] if attention_mask is None else input_ids[b][attention_mask[b].bool()]
+        token, ids_k, logp_k = scores[tuple(ids.tolist())]
+        where = mask[b].nonzero().squeeze(-1)
+        token_logp[b, where] = torch.tensor(np.asarray(token), dtype=torch.float32, device=labels.device)
+        if k:
+            top_ids[b, where] = torch.tensor(np.stack(ids_k), device=labels.device)
+            top_logp[b, where] = torch.tensor(np.stack(logp_k), dtype=torch.float32,
+                                              device=labels.device) / objective.temperature
+    if k:
+        return Targets("top_k", labels, token_logp=token_logp, top_ids=top_ids, top_logp=top_logp)
+    return Targets("hard", labels, token_logp=token_logp)
+
+
 class ObjectiveTrainer(SFTTrainer):
     """SFTTrainer whose loss is `objective` (α-mixed forward/reverse KL, DistIL's future term)."""
 
-    def __init__(self, *args, objective: ObjectiveConfig = ObjectiveConfig(), teacher=None, **kwargs):
+    def __init__(self, *args, objective: ObjectiveConfig = ObjectiveConfig(), teacher=None,
+                 scores: Scores | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.objective = objective
         self.teacher = teacher.eval() if teacher is not None else None
+        self.scores = scores
         self.totals: dict[str, list[float]] = {}
-        if objective.teacher_needs() and teacher is None:
-            raise InputError(f"train.objective needs {objective.teacher_needs()}; no teacher model was given")
+        if objective.teacher_needs() and teacher is None and scores is None:
+            raise InputError(f"train.objective needs {objective.teacher_needs()}; no teacher model or stored "
+                             f"scores were given")
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.objective.is_sft:
@@ -64,8 +105,14 @@ class ObjectiveTrainer(SFTTrainer):
         outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"), use_cache=False)
         labels = inputs["labels"][:, 1:]
         mask, tokens = labels != -100, labels.clamp_min(0)
-        targets = (teacher_targets(self.teacher, inputs["input_ids"], inputs.get("attention_mask"), tokens,
-                                   self.objective) if self.teacher is not None else Targets("hard", tokens))
+        if self.teacher is not None:
+            targets = teacher_targets(self.teacher, inputs["input_ids"], inputs.get("attention_mask"), tokens,
+                                      self.objective)
+        elif self.scores is not None:
+            targets = stored_targets(self.scores, inputs["input_ids"], inputs.get("attention_mask"), tokens, mask,
+                                     self.objective)
+        else:
+            targets = Targets("hard", tokens)
         loss, stats = objective_loss(outputs.logits[:, :-1], mask, targets, alpha=self.objective.alpha,
                                      temperature=self.objective.temperature, gamma=self.objective.gamma,
                                      num_items_in_batch=num_items_in_batch)

@@ -30,24 +30,33 @@ from daggerlm.training.chat_masks import encode_dataset
 from daggerlm.config import TrainConfig
 
 
-def load_aggregate(path: Path, window: HistoryWindow = HistoryWindow(), prefix: str = "teacher") -> datasets.Dataset:
-    """The aggregate's prompts as the student sees them (`student.keep_turns`, `student.keep_observations`),
-    each with the teacher's label, or (`prefix: student`) with the student's own action at the states it
-    acted in (the teacher's states have none and are left out)."""
-    if not path.is_file():
-        raise InputError(f"{path}: aggregate not found")
-    frame = pd.read_parquet(path)
+def examples_as_trained(frame: pd.DataFrame, window: HistoryWindow = HistoryWindow(),
+                        prefix: str = "teacher") -> pd.DataFrame:
+    """Labeled states as training sees them: the prompt through the student's window (`student.keep_turns`,
+    `student.keep_observations`), the completion the teacher's label or (`prefix: student`) the student's
+    own action, at the states it acted in (the teacher's have none and are left out); the index is kept."""
     if prefix == "student":
         if "student_response" not in frame:
-            raise InputError(f"{path}: no student_response column (the label stage writes it); "
-                             "prefix: student needs it")
-        frame = frame[frame.student_response.notna()]
-        if frame.empty:
-            raise InputError(f"{path}: no state the student acted in; prefix: student needs some (β < 1)")
+            raise InputError("no student_response column (the label stage writes it); prefix: student needs it")
+        frame = frame[frame.student_response.notna()].copy()
         frame["completion"] = [[{"role": "assistant", "content": r}] for r in frame.student_response]
-    frame = frame[["prompt", "completion"]]
+    frame = frame[["prompt", "completion"]].copy()
     if not window.whole:
         frame["prompt"] = [window.apply([dict(m) for m in prompt]) for prompt in frame.prompt]
+    return frame
+
+
+def load_aggregate(path: Path, window: HistoryWindow = HistoryWindow(), prefix: str = "teacher") -> datasets.Dataset:
+    """The aggregate's examples as training sees them (`examples_as_trained`)."""
+    if not path.is_file():
+        raise InputError(f"{path}: aggregate not found")
+    try:
+        frame = examples_as_trained(pd.read_parquet(path), window, prefix)
+    except InputError as e:
+        raise InputError(f"{path}: {e}") from None
+    if frame.empty:
+        raise InputError(f"{path}: no example" + ("; prefix: student needs states the student acted in (β < 1)"
+                                                   if prefix == "student" else ""))
     return datasets.Dataset.from_pandas(frame, preserve_index=False)
 
 
@@ -77,14 +86,15 @@ def precision(sft: dict, on_gpu: bool, gpu_bf16: bool) -> dict:
 
 def train(aggregate: str | Path, init_model: str, out_dir: str | Path, config: TrainConfig, seed: int = 0,
           aggregate_hash: str = "", base_model: str | None = None, window: HistoryWindow = HistoryWindow(),
-          teacher_model: str | None = None) -> dict:
+          teacher_model: str | None = None, scores: dict | None = None) -> dict:
     """Fine-tune `init_model` on `aggregate`, its prompts shown through the student's `window`, under
-    `config.objective` (an in-process `teacher_model` gives the soft targets); write the checkpoint to
+    `config.objective` (an in-process `teacher_model` gives the soft targets, or a served teacher's
+    `scores`, stored with the labels); write the checkpoint to
     `out_dir`; return its metadata."""
     from peft import LoraConfig
     from trl import SFTConfig
 
-    from daggerlm.training.objective_trainer import ObjectiveTrainer, check_same_tokenizer
+    from daggerlm.training.objective_trainer import ObjectiveTrainer, check_same_tokenizer, check_scores_cover
 
     hf_logging.set_verbosity_error()
     datasets.disable_progress_bars()
@@ -102,9 +112,11 @@ def train(aggregate: str | Path, init_model: str, out_dir: str | Path, config: T
     if len(ds) == 0:
         raise InputError(f"{aggregate}: no example fits train.sft.max_length={config.sft.get('max_length')}")
     teacher = None
-    if objective.teacher_needs():
+    if objective.teacher_needs() and teacher_model:
         teacher, teacher_tokenizer = load_model_and_tokenizer(teacher_model, str(model.device))
         check_same_tokenizer(tokenizer, teacher_tokenizer, teacher_model)
+    elif objective.teacher_needs() and scores is not None:  # a served teacher's, stored with the labels
+        check_scores_cover(scores, ds["input_ids"], str(aggregate))
     loss_before = completion_loss(model, ds)
     fixed = {"output_dir": str(tmp / "trainer"), "save_strategy": "no", "report_to": [], "seed": seed,
              "completion_only_loss": True, "use_cpu": not on_gpu, "dataset_num_proc": None}
@@ -117,7 +129,7 @@ def train(aggregate: str | Path, init_model: str, out_dir: str | Path, config: T
     if config.mode == "lora" and not hasattr(model, "peft_config"):
         peft_config = LoraConfig(task_type="CAUSAL_LM", **config.lora)
     trainer = ObjectiveTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer,
-                               peft_config=peft_config, objective=objective, teacher=teacher)
+                               peft_config=peft_config, objective=objective, teacher=teacher, scores=scores)
     result = trainer.train()
     model = trainer.model
     loss_after = completion_loss(model, ds)

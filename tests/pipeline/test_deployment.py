@@ -4,6 +4,7 @@ iteration 0; artifacts and runs read back through the API."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -85,7 +86,9 @@ def test_deployment_runs_on_a_process_worker(tmp_path):
             server.wait()
     assert seen["state"] == "COMPLETED"
     artifacts = seen["artifacts"]
-    assert {"dagger-summary", "dagger-progress", "dagger-eval-instances"} <= set(artifacts)
+    assert {"dagger-summary", "dagger-progress", "dagger-eval-instances", "dagger-inspector"} <= set(artifacts)
+    link = re.fullmatch(r"\[.+\]\(file://(.+)\)", artifacts["dagger-inspector"])  # a markdown link to a file
+    assert link and Path(link[1]).name == "index.html" and Path(link[1]).is_file()
     assert artifacts["dagger-summary"].startswith("| K | β | labels | resolved |")
     assert float(artifacts["dagger-progress"]) == 100.0
     table = artifacts["dagger-eval-instances"]
