@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 
+from daggerlm.agent.runner import progress_bar
 from daggerlm.config.training import ObjectiveConfig
 from daggerlm.dagger.label_cache import LabelCache
 from daggerlm.errors import InputError
@@ -60,9 +61,11 @@ def score_states(rows: list[dict], tokenizer, window: HistoryWindow, objective: 
         rows[index].update(input_ids=ids, teacher_token_logp=scores["token_logp"][start:],
                            teacher_top_ids=scores["top_ids"][start:] if k else None,
                            teacher_top_logp=scores["top_logp"][start:] if k else None)
+        progress.update(bar, advance=1)
         return hit is not None
 
-    with ThreadPoolExecutor(max(1, concurrency)) as pool:
+    with progress_bar("score") as progress, ThreadPoolExecutor(max(1, concurrency)) as pool:
+        bar = progress.add_task("", total=len(examples), info="teacher log-probs")
         hits = list(pool.map(score, examples.index, examples.prompt, examples.completion))
     return {"scored_states": len(hits), "score_calls": hits.count(False), "score_hits": hits.count(True)}
 
