@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader
 
 from daggerlm.agent.trajectory import Trajectory
 from daggerlm.dagger.layout import Layout
@@ -106,7 +106,7 @@ def write_inspector(data: Path, out: Path | None = None) -> Path:
         raise InputError(f"{table}: not found (run the report stage, or `daggerlm run`, first)")
     rows = json.loads(table.read_text())
     out = Path(out) if out else lay.inspector()
-    env = Environment(loader=PackageLoader("daggerlm.dagger", "templates"), autoescape=select_autoescape(),
+    env = Environment(loader=PackageLoader("daggerlm.dagger", "templates"), autoescape=True,
                       trim_blocks=True, lstrip_blocks=True)
     columns = shown_columns(rows)
     index = out / "index.html"

@@ -23,8 +23,8 @@ from pathlib import Path
 import pandas as pd
 
 from daggerlm.agent.runner import ItemRunner
-from daggerlm.config import Params
 from daggerlm.agent.trajectory import Trajectory
+from daggerlm.config import Params
 from daggerlm.dagger import curriculum
 from daggerlm.dagger.aggregate import aggregate, write_parquet
 from daggerlm.dagger.curriculum import rollout_budget

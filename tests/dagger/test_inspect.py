@@ -85,3 +85,23 @@ def test_the_browser_shows_every_episode_and_turn_of_the_run(run_dir, tmp_path):
     shot = tmp_path / "episode.png"
     chromium(f"--screenshot={shot}", "--window-size=1280,1600", "--hide-scrollbars", episode_page.as_uri())
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+
+def test_what_the_agent_printed_is_shown_as_text_never_as_markup(tmp_path):
+    """Observations are untrusted output: a `<script>` in one is escaped, not run."""
+    from daggerlm.agent.trajectory import Trajectory, Turn
+    from daggerlm.dagger.inspect import write_inspector
+    from daggerlm.io import atomic_write_json, atomic_write_jsonl
+
+    data = tmp_path / "data"
+    hostile = "</pre><script>alert(1)</script>"
+    turn = Turn(index=0, prefix_len=2, snapshot={}, actor="student", response=f"echo '{hostile}'",
+                action=f"echo '{hostile}'", label="ls", observation=hostile)
+    trajectory = Trajectory(instance_id="x/y<1>", policies={"student": "s"}, turns=[turn], patch=f"+{hostile}")
+    atomic_write_jsonl(data / "labels" / "iter_0" / "trajectories.jsonl", [trajectory.model_dump(mode="json")])
+    atomic_write_json(data / "report" / "iterations.json", [{"iteration": 0, "beta": 0.5, "resolve_rate": 0.0}])
+    write_inspector(data)
+    pages = [p.read_text() for p in (data / "report" / "inspect").rglob("*.html")]
+    assert len(pages) == 3 and all("<script>alert" not in page for page in pages)
+    episode = next(page for page in pages if "teacher's label" in page)
+    assert episode.count("&lt;script&gt;alert(1)&lt;/script&gt;") == 3  # the action, the observation, the patch
