@@ -98,6 +98,11 @@ class ObjectiveTrainer(SFTTrainer):
         if self.objective.is_sft:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         loss, outputs = self.objective_loss(model, inputs, num_items_in_batch)
+        if (self.args.average_tokens_across_devices and (self.model_accepts_loss_kwargs or self.compute_loss_func)
+                and num_items_in_batch is not None):
+            # as Trainer.compute_loss: the token count is summed over processes and DDP averages the
+            # gradients over them, so each process's loss is scaled by their number
+            loss = loss * (self.accelerator.num_processes // self.get_tp_size())
         return (loss, outputs) if return_outputs else loss
 
     def objective_loss(self, model, inputs, num_items_in_batch=None):

@@ -53,6 +53,22 @@ def test_the_default_objective_is_trl_sft_and_the_objective_path_computes_the_sa
     torch.testing.assert_close(ours, trl_loss, rtol=1e-5, atol=1e-6)
 
 
+def test_under_several_processes_the_objective_path_scales_its_loss_as_trl_does(aggregate, tiny_model_dir,
+                                                                                  monkeypatch):
+    """With the token count summed over 2 processes (DDP averages their gradients), Trainer scales each
+    process's loss by 2; the objective path must too, or its gradients would be half of SFT's."""
+    trainer = _trainer(aggregate[0], tiny_model_dir, ObjectiveConfig())
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    tokens = int((batch["labels"][:, 1:] != -100).sum())
+    monkeypatch.setattr(type(trainer.accelerator), "num_processes", property(lambda self: 2))
+    trl_loss = trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=torch.tensor(2 * tokens))
+    monkeypatch.setattr(ObjectiveConfig, "is_sft", property(lambda self: False))  # the same CE, our path
+    ours = trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=torch.tensor(2 * tokens))
+    torch.testing.assert_close(ours, trl_loss, rtol=1e-5, atol=1e-6)
+    single, _ = trainer.objective_loss(trainer.model, dict(batch))  # this process's tokens only
+    torch.testing.assert_close(ours, single, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("targets,alpha", [("full", 0.5), ("top_k", 1.0), ("hard", 0.0)])
 def test_an_in_process_teacher_pulls_the_student_towards_its_distribution(aggregate, tiny_model_dir, teacher,
                                                                           targets, alpha, tmp_path):
