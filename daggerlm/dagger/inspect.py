@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader
@@ -49,7 +50,7 @@ class Episode:
     def resolved(self) -> bool | None:
         return None if self.report is None else bool(self.report.get("resolved"))
 
-    @property
+    @cached_property
     def setback(self) -> int | None:
         return setback_turn(self.trajectory)
 
