@@ -274,14 +274,20 @@ def curriculum_record(p: Params, k: int, eval_ids: set[str]) -> dict:
         return curriculum.OFF
     from daggerlm.training.entropy import mean_token_entropy
 
-    window = HistoryWindow.of(p.student)
-    results = ResultStore(layout(p).eval(k) / "results").values()
-    trajectories = [Trajectory.model_validate(r["trajectory"]) for r in results
-                    if r["trajectory"]["instance_id"] in eval_ids]
-    examples = [(window.apply(t.messages[: turn.prefix_len]), [{"role": "assistant", "content": turn.response}])
-                for t in trajectories for turn in t.turns][: c.entropy_states]
+    examples = eval_actions(p, layout(p).eval(k), eval_ids)[: c.entropy_states]
     entropy = mean_token_entropy(checkpoint(p, k + 1), examples, p.student.device)
     return curriculum.record(c, p.student.sampling.max_new_tokens, generation_budget(p, k), entropy)
+
+
+def eval_actions(p: Params, eval_dir: Path, eval_ids: set[str]) -> list[tuple[list[dict], list[dict]]]:
+    """The evaluated student's actions in `eval_dir` as (prompt through its window, completion) examples,
+    as training renders them (episodes of `eval_ids` only: a results store can hold others)."""
+    window = HistoryWindow.of(p.student)
+    results = ResultStore(eval_dir / "results").values()
+    trajectories = [Trajectory.model_validate(r["trajectory"]) for r in results
+                    if r["trajectory"]["instance_id"] in eval_ids]
+    return [(window.apply(t.messages[: turn.prefix_len]), [{"role": "assistant", "content": turn.response}])
+            for t in trajectories for turn in t.turns]
 
 
 def stage_report(p: Params) -> list[dict]:
