@@ -599,24 +599,61 @@ def run(s: Setting, arms: list[str], extra: dict, out: Path, jobs: int | None = 
                 final = r["iterations"][-1]
                 print(f"{r['arm']} seed {r['seed']}: resolve {final['resolve_rate']:.3f}, recovered "
                       f"{final['recovered']}/{final['setbacks']} ({r['wall_s']:.0f} s)", flush=True)
-    summary = summarize(runs) if runs else {}
-    report = {"bench": "science", "setting": setting, **asdict(s), "arms": arms, "overrides": extra, "machine": platform.platform(),
-              "cpu": cpu_model_and_flags(), "cpus": os.cpu_count(), "jobs": jobs,
-              "wall_s": round(time.monotonic() - start, 1), "bases": bases, "bases_summary": summarize_bases(bases),
-              "summary": summary, "verdict": verdict(summary), "seconds": mean_seconds(runs), "runs": runs}
+    report = {"bench": "science", "setting": setting, **asdict(s), "arms": arms, "overrides": extra,
+              "machine": platform.platform(), "cpu": cpu_model_and_flags(), "cpus": os.cpu_count(), "jobs": jobs,
+              "wall_s": round(time.monotonic() - start, 1), **summaries(runs, bases), "runs": runs}
     name = "bases" if bases_only else "science"
     previous = json.loads((out / f"{name}.json").read_text()) if (out / f"{name}.json").is_file() else {}
-    same_runs = lambda r: json.loads(json.dumps({k: r.get(k) for k in (*asdict(s), "arms", "overrides")}))  # noqa: E731
-    if resummarized and previous and same_runs(previous) == same_runs(report):
+    if resummarized and previous and _same_recipe(previous) == _same_recipe(report):
         report["wall_s"] = previous["wall_s"]  # nothing ran: the time is that of the run that made these files
+    write_report(report, s, out, name)
+    return report
+
+
+def summaries(runs: list[dict], bases: list[dict]) -> dict:
+    """What a report derives from its runs and bases."""
+    summary = summarize(runs) if runs else {}
+    return {"bases": bases, "bases_summary": summarize_bases(bases), "summary": summary, "verdict": verdict(summary),
+            "seconds": mean_seconds(runs)}
+
+
+def _same_recipe(report: dict) -> dict:
+    """A report's setting (its seeds aside), arms and overrides: what runs must share to be reported together."""
+    return json.loads(json.dumps({k: report.get(k) for k in (*(f.name for f in fields(Setting)), "arms", "overrides")
+                                  if k != "seeds"}))
+
+
+def write_report(report: dict, s: Setting, out: Path, name: str = "science") -> None:
     atomic_write_json(out / f"{name}.json", report)
-    table = bases_table(bases) + ("" if bases_only else "\n" + markdown(summary, s))
+    table = bases_table(report["bases"]) + ("" if name == "bases" else "\n" + markdown(report["summary"], s))
     atomic_write_text(out / f"{name}.md", table)
-    if runs:
-        plot(summary, out / "science.png")
+    if report["runs"]:
+        plot(report["summary"], out / "science.png")
     print(table)
     print(json.dumps(report["verdict"], indent=2))
-    print(f"wall time {report['wall_s']:.0f} s; wrote {out}/{name}.{{json,md{',png' if runs else ''}}}")
+    print(f"wall time {report['wall_s']:.0f} s; wrote {out}/{name}.{{json,md{',png' if report['runs'] else ''}}}")
+
+
+def merge(parts: list[Path], out: Path) -> dict:
+    """One report from runs of the same setting, arms and overrides on disjoint seeds (a machine or a
+    session each): their runs and bases joined, summarized again; the wall time is the parts' sum."""
+    reports = [json.loads(path.read_text()) for path in parts]
+    for path, r in zip(parts[1:], reports[1:]):
+        if _same_recipe(r) != _same_recipe(reports[0]):
+            differ = sorted(k for k, v in _same_recipe(r).items() if _same_recipe(reports[0]).get(k) != v)
+            raise SystemExit(f"{path}: {', '.join(differ)} differ from {parts[0]}'s: only runs of one recipe merge")
+    seeds = [seed for r in reports for seed in r["seeds"]]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"{', '.join(map(str, parts))}: seeds {seeds} repeat: merge runs of disjoint seeds")
+    s = Setting(**{**{f.name: reports[0][f.name] for f in fields(Setting)}, "seeds": tuple(seeds)})
+    runs = [run for r in reports for run in r["runs"]]
+    bases = [base for r in reports for base in r["bases"]]
+    report = {**{k: v for k, v in reports[0].items() if k not in ("runs", "wall_s")}, **asdict(s),
+              "wall_s": round(sum(r["wall_s"] for r in reports), 1),
+              "merged_from": [{"path": str(path), "seeds": r["seeds"], "wall_s": r["wall_s"], "machine": r["machine"],
+                               "cpu": r["cpu"], "jobs": r["jobs"]} for path, r in zip(parts, reports)],
+              **summaries(runs, bases), "runs": runs}
+    write_report(report, s, out)
     return report
 
 
@@ -699,8 +736,13 @@ def main() -> None:
     ap.add_argument("--verify", type=Path, metavar="RESULTS.json",
                     help="rebuild one (seed, arm) of a science.json from scratch (--seeds, --arms pick it; default: "
                          "its first) in a fresh --out and compare the numbers")
+    ap.add_argument("--merge", type=Path, nargs="+", metavar="SCIENCE.json",
+                    help="join science.json files of one setting on disjoint seeds into --out's report")
     ap.add_argument("--out", type=Path, help="default: bench/results/science-SETTING (with --verify: a new temp dir)")
     a = ap.parse_args()
+    if a.merge:
+        merge(a.merge, a.out or Path("bench/results/science-merged"))
+        return
     if a.verify:
         sys.exit(verify(a.verify, a.seeds, a.arms if a.arms != list(ARMS) else None, a.out, a.jobs))
     a.setting = "quick" if a.quick else a.setting

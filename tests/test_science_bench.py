@@ -187,3 +187,38 @@ def test_verify_compares_the_base_and_every_resolve_rate_within_the_stated_toler
     assert all(ok for *_, ok in near)
     far = science.compare(published, report(0.195, 0.35, [0.40, 0.65], 0.20), 1, "bc")
     assert [ok for *_, ok in far] == [False, True, True, False, True]
+
+
+def _report(seeds, wall_s, **setting):
+    s = science.Setting(**{**science.asdict(science.SETTINGS["quick"]), "seeds": tuple(seeds), **setting})
+    runs = [_run(arm, seed, [0.2, 0.1 * (seed + 1)], [2, 2], [0, 1]) for arm in ("bc", "dagger-exp") for seed in seeds]
+    bases = [{"seed": seed, "pretrain_loss": 0.1, "resolve_rate": 0.5, "n_eval": 6, "content_hash": "ab" * 8}
+             for seed in seeds]
+    return {**science.asdict(s), "arms": ["bc", "dagger-exp"], "overrides": {}, "machine": "m", "cpu": "c", "jobs": 2,
+            "wall_s": wall_s, "bases": bases, "runs": runs}
+
+
+def test_runs_on_disjoint_seeds_merge_into_one_report_and_nothing_else_does(tmp_path):
+    """Seeds run in separate sessions (or machines) report together only when their recipe is one."""
+    parts = []
+    for name, seeds, wall in (("a", [0, 1], 100.0), ("b", [2], 50.0), ("c", [1], 10.0)):
+        parts.append(tmp_path / f"{name}.json")
+        parts[-1].write_text(json.dumps(_report(seeds, wall)))
+    merged = science.merge(parts[:2], tmp_path / "out")
+    assert list(merged["seeds"]) == [0, 1, 2] and merged["wall_s"] == 150.0 and len(merged["merged_from"]) == 2
+    everything = [_run(arm, seed, [0.2, 0.1 * (seed + 1)], [2, 2], [0, 1]) for arm in ("bc", "dagger-exp")
+                  for seed in (0, 1, 2)]
+    assert merged["summary"] == json.loads(json.dumps(science.summarize(everything)))
+    assert json.loads((tmp_path / "out" / "science.json").read_text())["bases_summary"]["resolving_any"] == 3
+    assert "| 2 | 0.100 | 50% (3/6) |" in (tmp_path / "out" / "science.md").read_text()
+    try:
+        science.merge([parts[0], parts[2]], tmp_path / "bad")
+        raise AssertionError("seeds that repeat merged")
+    except SystemExit as e:
+        assert "seeds [0, 1, 1] repeat" in str(e)
+    parts[2].write_text(json.dumps(_report([5], 10.0, epochs=3)))
+    try:
+        science.merge([parts[0], parts[2]], tmp_path / "bad")
+        raise AssertionError("two recipes merged")
+    except SystemExit as e:
+        assert str(e).startswith(f"{parts[2]}: epochs differ from {parts[0]}'s")
