@@ -99,8 +99,9 @@ class Setting:
 SMALL_STUDENT = {"hidden_size": 96, "intermediate_size": 288, "num_hidden_layers": 2, "num_attention_heads": 4,
                  "num_key_value_heads": 2}
 SETTINGS = {
-    # the teacher is the science check's base of the same setting (1000 steps: 50-80 % of eval resolved alone, bench/README
-    # "Base variance"); the student a tenth of its parameters (half its width and depth) and 300 pretraining steps
+    # the teacher is the science check's base of the same setting (1000 steps: 50-80 % of eval resolved
+    # alone, bench/README "Base variance"); the student a tenth of its parameters (half its width and
+    # depth) and 300 pretraining steps
     "default": Setting(iterations=2, episodes=6, labels=24, eval_n=12, epochs=6, learning_rate=5e-4, seeds=(0, 1, 2),
                        teacher={"pretrain_steps": 1000}, student={**SMALL_STUDENT, "pretrain_steps": 300},
                        corpus={"corpus_episodes": 160},
