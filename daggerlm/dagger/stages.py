@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Iterator
@@ -131,10 +132,17 @@ def build_student(p: Params) -> dict:
 
 def student_corpus(p: Params) -> list[Instance]:
     """The tiny student's corpus: synthetic instances outside both splits (their seed is apart from any split's)."""
+    return list(_corpus(p.student.tiny.corpus_instances, p.seed + 10_000, p.instances.modules_per_repo,
+                        p.instances.functions_per_module))
+
+
+@functools.cache
+def _corpus(n: int, seed: int, modules: int, functions: int) -> tuple[Instance, ...]:
+    """Generated once per process and arguments (each instance builds a repository: 0.2 s), as every
+    recipe hash of a base and its build ask for it."""
     from daggerlm.instances.synthetic import generate
 
-    return generate(p.student.tiny.corpus_instances, "train", p.seed + 10_000, p.instances.modules_per_repo,
-                    p.instances.functions_per_module)
+    return tuple(generate(n, "train", seed, modules, functions))
 
 
 def student_recipe(p: Params) -> str:
