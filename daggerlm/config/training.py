@@ -126,6 +126,10 @@ class TrainConfig(Section):
     lora: dict[str, Any] = Field(default_factory=lambda: dict(LORA_DEFAULTS))
     """Passed through to peft.LoraConfig when mode is lora; merged over daggerlm's defaults like `sft`."""
     objective: ObjectiveConfig = ObjectiveConfig()
+    launch: str | None = None
+    """An accelerate config file: the train stage runs under `accelerate launch --config_file` with it
+    (several GPUs with DDP or FSDP, or CPU processes: `infra/accelerate/`); None: one process. The
+    checkpoint is the same either way."""
 
     @field_validator("sft", "lora", mode="before")
     @classmethod

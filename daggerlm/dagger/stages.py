@@ -38,7 +38,7 @@ from daggerlm.instances import Instance, load_instances, write_instances
 from daggerlm.io import ResultStore, atomic_write_json, atomic_write_jsonl, atomic_write_text
 from daggerlm.policies import make_policy
 from daggerlm.policies.base import Policy
-from daggerlm.policies.checkpoints import base_record, check_base, is_path, write_base_record
+from daggerlm.policies.checkpoints import CHECKPOINT_META, base_record, check_base, is_path, write_base_record
 from daggerlm.policies.history_view import HistoryWindow
 from daggerlm.serving.student import open_student
 
@@ -243,6 +243,20 @@ def stage_aggregate(p: Params, k: int) -> dict:
 
 
 def stage_train(p: Params, k: int) -> dict:
+    """Fine-tune on aggregate k into checkpoint k+1: in this process, or under `accelerate launch`
+    (`train.launch`) in several."""
+    if p.train.launch:
+        from daggerlm.dagger.launch import launched_train
+
+        return launched_train(p, k)
+    return train_in_process(p, k)
+
+
+def checkpoint_meta(p: Params, k: int) -> dict:
+    return json.loads((layout(p).checkpoint(k) / CHECKPOINT_META).read_text())
+
+
+def train_in_process(p: Params, k: int) -> dict:
     from daggerlm.training.sft import train
 
     lay = layout(p)

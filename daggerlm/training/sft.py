@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -101,7 +102,9 @@ def train(aggregate: str | Path, init_model: str, out_dir: str | Path, config: T
     set_seed(seed)
     out = Path(out_dir)
     tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    writer = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch`, rank 0 writes the checkpoint
+    if writer:
+        shutil.rmtree(tmp, ignore_errors=True)
     on_gpu = torch.cuda.is_available()
     model, tokenizer = load_model_and_tokenizer(init_model, "cuda" if on_gpu else "cpu", trainable=True)
     if config.mode == "full" and hasattr(model, "peft_config"):  # from a LoRA checkpoint: train all weights
@@ -131,6 +134,8 @@ def train(aggregate: str | Path, init_model: str, out_dir: str | Path, config: T
     trainer = ObjectiveTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer,
                                peft_config=peft_config, objective=objective, teacher=teacher, scores=scores)
     result = trainer.train()
+    if not writer:
+        return {}
     model = trainer.model
     loss_after = completion_loss(model, ds)
     model.save_pretrained(tmp)
@@ -144,7 +149,8 @@ def train(aggregate: str | Path, init_model: str, out_dir: str | Path, config: T
             "precision": "bfloat16" if args.bf16 else "float16" if args.fp16 else "float32",
             "train_loss": result.training_loss, "objective_stats": trainer.means(),
             "loss_before": loss_before, "loss_after": loss_after,
-            "steps": result.global_step}
+            "steps": result.global_step, "processes": trainer.accelerator.num_processes,
+            "loss_curve": [[row["step"], row["loss"]] for row in trainer.state.log_history if "loss" in row]}
     assert math.isfinite(loss_after), "training diverged"
     atomic_write_json(tmp / CHECKPOINT_META, meta)
     shutil.rmtree(out, ignore_errors=True)
