@@ -122,3 +122,22 @@ def parse_overrides(pairs: Iterable[str] | None) -> dict:
             raise InputError(f"--set {pair!r}: expected section.key=value")
         out[key.strip()] = load_yaml(value)
     return out
+
+
+class ProcessLocal:
+    """An object whose episodes may run in another process (a Dask worker): the attributes named in
+    `_process_local` (locks, HTTP clients, counters of this process) are left out when it is pickled
+    and made anew there by `_fresh()`, which `__init__` calls too. Nothing secret travels: a client
+    reads its API key from the environment of the process it is made in."""
+
+    _process_local: tuple[str, ...] = ()
+
+    def _fresh(self) -> None:
+        raise NotImplementedError
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in self._process_local}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._fresh()

@@ -15,6 +15,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from daggerlm.config import Params
 from daggerlm.dagger.pipeline import run_stage
+from daggerlm.dagger.stages import check_shippable
 from tasks.episodes import PrefectRunner
 
 
@@ -26,6 +27,21 @@ def stage_flow(p: Params, name: str, iteration: int | None) -> dict:
 
 
 def run_stage_flow(p: Params, name: str, iteration: int | None) -> dict:
-    # one thread per concurrent item: a wave's lockstep batcher waits for every item of the wave
-    runner = ThreadPoolTaskRunner(max_workers=max(p.dagger.concurrency, p.evaluation.concurrency))
-    return stage_flow.with_options(task_runner=runner)(p, name, iteration)
+    return stage_flow.with_options(task_runner=task_runner(p))(p, name, iteration)
+
+
+def task_runner(p: Params):
+    """Threads in this process (one per concurrent item: a wave's lockstep batcher waits for every item
+    of the wave), or a Dask cluster (`dagger.executor`): a running one, or a local one for the stage."""
+    concurrency = max(p.dagger.concurrency, p.evaluation.concurrency)
+    e = p.dagger.executor
+    if e.kind == "threads":
+        return ThreadPoolTaskRunner(max_workers=concurrency)
+    from prefect_dask import DaskTaskRunner
+
+    check_shippable(p)
+    if e.address:
+        return DaskTaskRunner(address=e.address)
+    threads = -(-concurrency // e.workers)  # the stage's concurrency, over the workers
+    return DaskTaskRunner(cluster_kwargs={"n_workers": e.workers, "processes": True, "threads_per_worker": threads,
+                                          "dashboard_address": None})

@@ -36,10 +36,9 @@ class PrefectRunner:
         progress = create_progress_artifact(0.0, key=self.artifact_key, description="items done / all items")
         results: dict[int, dict] = {}
         failed: dict[str, str] = {}
-        ran: set[int] = set()
+        reused = 0
 
-        def body(i: int) -> dict:
-            ran.add(i)
+        def body(i: int) -> dict:  # in this process, or a copy of it on a Dask worker
             try:
                 return work(items[i])
             finally:
@@ -54,18 +53,18 @@ class PrefectRunner:
             futures = {item_task.submit(names[i], keys[i], partial(body, i)): i for i in wave}
             for future in as_completed(futures):
                 i = futures[future]
-                if i not in ran:  # a cache hit: its body never ran, so the batcher must stop waiting for it
-                    for b in batchers:
-                        b.finish()
                 try:
                     results[i] = future.result()
                 except InfrastructureError as e:
                     failed[names[i]] = str(e)
                     continue
+                if future.state.name == "Cached":  # (read after the result: only then is it the final state)
+                    reused += 1
+                    for b in batchers:  # its body never ran, so the batcher must stop waiting for it
+                        b.finish()
                 if on_done:
                     on_done(results[i])
                 update_progress_artifact(progress, 100.0 * len(results) / len(items))
-        reused = len(items) - len(ran)
         get_run_logger().info(f"{self.artifact_key}: {reused} of {len(items)} items reused from the cache, "
-                              f"{len(ran)} run, {len(failed)} failed")
+                              f"{len(items) - reused} run, {len(failed)} failed")
         return Outcome([results[i] for i in sorted(results)], reused, failed)

@@ -41,6 +41,20 @@ class BetaSchedule(BaseModel):
         return max(self.floor, 1.0 - self.decay * iteration)
 
 
+class ExecutorConfig(Section):
+    """Where a fan-out stage's items (rollout, label and evaluate episodes) run when the stage runs as a
+    Prefect flow (`daggerlm stage ... --prefect`, the loop flow, `dvc repro`)."""
+
+    kind: Literal["threads", "dask"] = "threads"
+    """`threads`: a thread per concurrent item in the stage's process; `dask`: tasks on a Dask cluster
+    (prefect-dask), each worker running its own sandboxes and reaching served models over HTTP (an
+    in-process `hf` student or teacher cannot go there: serve it, `student.kind: openai`)."""
+    address: str | None = None
+    """The scheduler of a running cluster (`tcp://host:8786`); None with `dask`: a local cluster of
+    `workers` processes for the stage."""
+    workers: int = Field(2, ge=1)
+
+
 class DaggerConfig(Section):
     iterations: int = Field(2, ge=1)
     beta: BetaSchedule = BetaSchedule()
@@ -56,6 +70,7 @@ class DaggerConfig(Section):
     labels_per_iteration: int | None = Field(None, ge=1)
     """Label budget: at most this many new states join the aggregate per iteration (a seeded sample),
     so schedules compare at equal teacher-label budget; None: every labeled state."""
+    executor: ExecutorConfig = ExecutorConfig()
     max_failed_share: float = Field(0.0, ge=0, le=1)
     """Share of a stage's episodes (rollout, evaluate) or trajectories (label) that may fail because a
     policy could not be reached; they are left out of the stage's outputs and counted in its stats.

@@ -13,7 +13,7 @@ import threading
 from concurrent.futures import Future
 from pathlib import Path
 
-from daggerlm.io import atomic_write_json, stable_hash
+from daggerlm.io import ProcessLocal, atomic_write_json, stable_hash
 from daggerlm.policies.base import Completion, Policy, PolicyRequest
 
 
@@ -26,7 +26,7 @@ def state_hash(request: PolicyRequest) -> str:
 
 class LabelCache:
     def __init__(self, root: str | Path):
-        self.root = Path(root)
+        self.root = Path(root).absolute()  # as seen from here: a Dask worker runs elsewhere, in another directory
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
@@ -46,7 +46,7 @@ class LabelCache:
         self.write(key, {"text": completion.text, "meta": completion.meta})
 
 
-class CachedTeacher:
+class CachedTeacher(ProcessLocal):
     """A teacher policy behind the label cache; counts calls and hits.
 
     Thread-safe without holding a lock during teacher calls (a slow HTTP teacher serves many
@@ -54,9 +54,14 @@ class CachedTeacher:
     second asker waits for the first one's answer.
     """
 
+    _process_local = ("calls", "hits", "_lock", "_in_flight")
+
     def __init__(self, teacher: Policy, cache: LabelCache):
         self.teacher, self.cache = teacher, cache
         self.identity = teacher.identity
+        self._fresh()
+
+    def _fresh(self) -> None:
         self.calls = self.hits = 0
         self._lock = threading.Lock()
         self._in_flight: dict[str, Future] = {}

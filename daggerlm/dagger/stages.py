@@ -242,6 +242,16 @@ def stage_aggregate(p: Params, k: int) -> dict:
     return stats
 
 
+def check_shippable(p: Params) -> None:
+    """Episodes on other processes (`dagger.executor.kind: dask`) need policies that travel: served
+    ones (over HTTP) and the oracle, not a model loaded in this process."""
+    in_process = [f"{role}.kind hf" for role, kind in (("student", p.student.kind), ("teacher", p.teacher.kind))
+                  if kind == "hf"]
+    if in_process:
+        raise InputError(f"dagger.executor.kind dask runs episodes on other processes, but {' and '.join(in_process)} "
+                         "loads a model in this one: serve it (kind: openai) or use dagger.executor.kind threads")
+
+
 def stage_train(p: Params, k: int) -> dict:
     """Fine-tune on aggregate k into checkpoint k+1: in this process, or under `accelerate launch`
     (`train.launch`) in several."""

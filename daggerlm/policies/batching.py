@@ -14,13 +14,20 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from daggerlm.io import ProcessLocal
 from daggerlm.policies.base import Completion, Policy, PolicyRequest
 
 
-class LockstepBatcher:
+class LockstepBatcher(ProcessLocal):
+    _process_local = ("_cond", "_live", "_pending", "_in_flight", "batch_sizes")
+
     def __init__(self, policy: Policy, max_batch: int = 64):
         self.policy, self.max_batch = policy, max_batch
         self.identity = policy.identity
+        self._fresh()
+
+    def _fresh(self) -> None:
+        """Waiters and batches are this process's: in another, only a server-batched policy makes sense."""
         self._cond = threading.Condition()
         self._live = 0
         self._pending: list[tuple[PolicyRequest, dict]] = []

@@ -16,6 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from daggerlm.io import ProcessLocal
 from daggerlm.policies.base import Completion, PolicyRequest
 from daggerlm.config import Sampling
 
@@ -30,11 +31,16 @@ def error_line(e: Exception) -> str:
     return " ".join(f"{type(e).__name__}: {text}".split())[:300]
 
 
-class RateLimiter:
-    """At most `per_minute` request starts per minute, spaced evenly (None: unlimited)."""
+class RateLimiter(ProcessLocal):
+    """At most `per_minute` request starts per minute, spaced evenly (None: unlimited), per process."""
+
+    _process_local = ("_next", "_lock")
 
     def __init__(self, per_minute: float | None):
         self.interval = 60.0 / per_minute if per_minute else 0.0
+        self._fresh()
+
+    def _fresh(self) -> None:
         self._next = 0.0
         self._lock = threading.Lock()
 
@@ -48,7 +54,7 @@ class RateLimiter:
         time.sleep(max(0.0, start - now))
 
 
-class OpenAIPolicy:
+class OpenAIPolicy(ProcessLocal):
     server_batched = True
     """Requests go out as soon as episodes make them; the server batches them (continuous batching)."""
 
@@ -56,15 +62,11 @@ class OpenAIPolicy:
                  api_key_env: str = "OPENAI_API_KEY", stop: list[str] | None = None, timeout_s: float = 120.0,
                  max_retries: int = 4, concurrency: int = 32, requests_per_minute: float | None = None,
                  send_state: bool = False, fingerprint: str | None = None, provider: str | None = None):
-        import openai
-
         self.model, self.sampling, self.stop = model, sampling or Sampling(), list(stop or [])
         self.send_state = send_state
-        # local servers take any key; the key itself never leaves this client object
-        self.client = openai.OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or "EMPTY",
-                                    timeout=timeout_s, max_retries=max_retries)
-        self.slots = threading.BoundedSemaphore(concurrency)
+        self._client_args = (base_url, api_key_env, timeout_s, max_retries)
         self.concurrency = concurrency
+        self._fresh()
         self.rate = RateLimiter(requests_per_minute)
         s = self.sampling
         # who serves it is part of the identity (two providers of one model name answer differently);
@@ -72,6 +74,18 @@ class OpenAIPolicy:
         self.identity = (f"openai:{model}" + (f"@{fingerprint}" if fingerprint else "") + f"|{provider or base_url}"
                          + f"|t={s.temperature}|top_p={s.top_p}|max_new={s.max_new_tokens}"
                          + (f"|stop={self.stop}" if self.stop else ""))
+
+    _process_local = ("client", "slots")
+
+    def _fresh(self) -> None:
+        """The HTTP client and its concurrency slots, made in this process: the API key is read from this
+        process's environment (local servers take any key) and never leaves the client object."""
+        import openai
+
+        base_url, api_key_env, timeout_s, max_retries = self._client_args
+        self.client = openai.OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or "EMPTY",
+                                    timeout=timeout_s, max_retries=max_retries)
+        self.slots = threading.BoundedSemaphore(self.concurrency)
 
     def complete(self, requests: list[PolicyRequest]) -> list[Completion]:
         """One request per state, sent concurrently (the server batches them)."""

@@ -75,3 +75,19 @@ def test_loop_with_the_teacher_over_http_writes_no_key(tmp_path, eval_instances,
     assert rows[0]["failed"] == 0
     assert not files_containing(tmp_path, KEY)
     assert KEY_ENV in str(p.teacher.endpoint) and KEY not in p.model_dump_json()
+
+
+def test_a_pickled_policy_carries_no_key_and_reads_it_where_it_lands(monkeypatch):
+    """What a Dask worker receives: the policy without its client; the key comes from the worker's environment."""
+    import pickle
+
+    from daggerlm.policies.openai_compat import OpenAIPolicy
+
+    monkeypatch.setenv(TEACHER_KEY_ENV, TEACHER_KEY)
+    policy = OpenAIPolicy("http://127.0.0.1:9/v1", "m", api_key_env=TEACHER_KEY_ENV, concurrency=3)
+    shipped = pickle.dumps(policy)
+    assert TEACHER_KEY.encode() not in shipped
+    monkeypatch.setenv(TEACHER_KEY_ENV, "sk-the-workers-own")
+    landed = pickle.loads(shipped)
+    assert landed.client.api_key == "sk-the-workers-own" and landed.identity == policy.identity
+    assert landed.slots._value == 3 and str(landed.client.base_url) == "http://127.0.0.1:9/v1/"
