@@ -57,6 +57,7 @@ class RateLimiter(ProcessLocal):
 class OpenAIPolicy(ProcessLocal):
     server_batched = True
     """Requests go out as soon as episodes make them; the server batches them (continuous batching)."""
+    _process_local = ("client", "slots")
 
     def __init__(self, base_url: str, model: str, sampling: Sampling | None = None, *,
                  api_key_env: str = "OPENAI_API_KEY", stop: list[str] | None = None, timeout_s: float = 120.0,
@@ -74,8 +75,6 @@ class OpenAIPolicy(ProcessLocal):
         self.identity = (f"openai:{model}" + (f"@{fingerprint}" if fingerprint else "") + f"|{provider or base_url}"
                          + f"|t={s.temperature}|top_p={s.top_p}|max_new={s.max_new_tokens}"
                          + (f"|stop={self.stop}" if self.stop else ""))
-
-    _process_local = ("client", "slots")
 
     def _fresh(self) -> None:
         """The HTTP client and its concurrency slots, made in this process: the API key is read from this
