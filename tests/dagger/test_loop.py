@@ -97,8 +97,8 @@ def test_missing_checkpoint_names_its_path(tmp_path):
 @pytest.mark.parametrize("override, message", [
     ("dagger.beta.value=1.5", "params.yaml: dagger.beta.value: Input should be less than or equal to 1 (got 1.5)"),
     ("dagger.betta=0.5", "params.yaml: unknown key 'dagger.betta'; allowed: beta, concurrency, "
-                         "episodes_per_iteration, iterations, label_cache, labels_per_iteration, max_failed_share, "
-                             "rollin_turns"),
+                         "episodes_per_iteration, executor, iterations, label_cache, labels_per_iteration, "
+                         "max_failed_share, rollin_turns"),
     ("dagger.beta.kind=cosine", "params.yaml: dagger.beta.kind: Input should be 'constant', 'linear', 'exponential' "
                                 "or 'floored_linear' (got 'cosine')"),
 ])
