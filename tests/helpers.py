@@ -90,3 +90,20 @@ def oracle_server(tmp_path, instances, *args, port: int | None = None):
 
 def files_containing(root, secret: str) -> list[str]:
     return [str(f) for f in root.rglob("*") if f.is_file() and secret.encode() in f.read_bytes()]
+
+
+def oracle_aggregate(root, n_instances: int = 4, seed: int = 21) -> list[dict]:
+    """Aggregate rows (teacher-labeled states) of the oracle's episodes on `n_instances` synthetic instances."""
+    from daggerlm.agent.scaffold import run_episode
+    from daggerlm.config import AgentConfig, RuntimeConfig
+    from daggerlm.instances.synthetic import generate
+    from daggerlm.policies import make_policy
+
+    rows = []
+    for inst in generate(n_instances, "train", seed=seed):
+        traj = run_episode(inst, {"teacher": make_policy("oracle")}, lambda t: "teacher",
+                           runtime=RuntimeConfig(workdir=str(root)), agent=AgentConfig())
+        rows += [{"state_hash": f"{inst.instance_id}-{t.index}", "prompt": traj.messages[: t.prefix_len],
+                  "completion": [{"role": "assistant", "content": t.label}], "iteration": 0, "actor": "teacher"}
+                 for t in traj.turns]
+    return rows

@@ -7,14 +7,13 @@ import shutil
 import pandas as pd
 import pytest
 
-from daggerlm.agent.scaffold import run_episode
-from daggerlm.config import AgentConfig, RuntimeConfig, Sampling
+from daggerlm.config import Sampling
 from daggerlm.dagger.aggregate import write_parquet
 from daggerlm.dagger.stages import layout, stage_train
 from daggerlm.errors import InputError
-from daggerlm.instances.synthetic import generate
 from daggerlm.policies import PolicyRequest, make_policy
 from tests.conftest import REPO, tiny_params
+from tests.helpers import oracle_aggregate
 
 TWO_CPU_PROCESSES = str(REPO / "infra" / "accelerate" / "cpu-2proc.yaml")
 TOLERANCE = 1e-3
@@ -24,14 +23,7 @@ TOLERANCE = 1e-3
 @pytest.fixture(scope="module")
 def aggregate(tmp_path_factory):
     root = tmp_path_factory.mktemp("agg")
-    rows = []
-    for inst in generate(4, "train", seed=21):
-        traj = run_episode(inst, {"teacher": make_policy("oracle")}, lambda t: "teacher",
-                           runtime=RuntimeConfig(workdir=str(root)), agent=AgentConfig())
-        rows += [{"state_hash": f"{inst.instance_id}-{t.index}", "prompt": traj.messages[: t.prefix_len],
-                  "completion": [{"role": "assistant", "content": t.label}], "iteration": 0, "actor": "teacher"}
-                 for t in traj.turns]
-    write_parquet(root / "train.parquet", pd.DataFrame(rows[:16]))
+    write_parquet(root / "train.parquet", pd.DataFrame(oracle_aggregate(root)[:16]))
     return root / "train.parquet"
 
 

@@ -7,16 +7,14 @@ import pytest
 import torch
 
 from daggerlm.actions import extract_action
-from daggerlm.agent.scaffold import run_episode
-from daggerlm.config import AgentConfig
 from daggerlm.dagger.aggregate import write_parquet
 from daggerlm.errors import InputError
-from daggerlm.instances.synthetic import generate
 from daggerlm.policies import PolicyRequest, make_policy
 from daggerlm.config import Sampling
 from daggerlm.config import TrainConfig
 from daggerlm.policies.history_view import HistoryWindow
 from daggerlm.training.sft import load_aggregate, precision, train
+from tests.helpers import oracle_aggregate
 
 SFT = {"num_train_epochs": 50, "learning_rate": 0.003, "per_device_train_batch_size": 8, "max_length": 2048,
        "logging_steps": 100, "disable_tqdm": True, "gradient_checkpointing": False}
@@ -36,16 +34,8 @@ def small_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def aggregate(tmp_path_factory):
-    from daggerlm.config import RuntimeConfig
-
     root = tmp_path_factory.mktemp("agg")
-    rows = []
-    for inst in generate(4, "train", seed=21):
-        traj = run_episode(inst, {"teacher": make_policy("oracle")}, lambda t: "teacher",
-                           runtime=RuntimeConfig(workdir=str(root)), agent=AgentConfig())
-        rows += [{"state_hash": f"{inst.instance_id}-{t.index}", "prompt": traj.messages[: t.prefix_len],
-                  "completion": [{"role": "assistant", "content": t.label}], "iteration": 0, "actor": "teacher"}
-                 for t in traj.turns]
+    rows = oracle_aggregate(root)
     write_parquet(root / "train.parquet", pd.DataFrame(rows))
     return root / "train.parquet", rows
 
