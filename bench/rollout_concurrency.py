@@ -1,77 +1,202 @@
-"""Rollout throughput against one served student: episodes per minute at 1, 8 and 32 concurrent episodes.
+"""Rollout throughput against one served student, next to the ceiling this machine allows.
 
-Starts `transformers serve --continuous-batching` once on a tiny student (built locally unless
-`--model` names a checkpoint), then runs the rollout collector on the same synthetic train instances
-at each concurrency, in one run: every student turn is an HTTP request, teacher turns (oracle, with
-probability β) run real commands in the sandbox meanwhile. JSON out, ratios against concurrency 1.
+One `transformers serve --continuous-batching` on a tiny student, started once; the pipeline's own
+rollout stage (`run_stage`, what `daggerlm stage rollout` runs) collects the same synthetic train
+instances again and again, each time cold (no episode, label or Prefect result kept):
 
-    .venv/bin/python bench/rollout_concurrency.py --out bench/results/rollout_concurrency.json
+- the thread pool at each `--concurrency` (1, 8, 32);
+- the largest concurrency again, with at most `--request-slots` of its requests at the server at once
+  (`student.server.endpoint.concurrency`);
+- through Prefect at `--dask-concurrency`: its thread pool, then a local Dask cluster of 1 and 2 workers
+  (`dagger.executor`), the student reached over HTTP from every worker.
+
+Every run records its wall time and the CPU seconds of every process involved (this one, the server,
+the sandboxes' commands, Dask's workers, Prefect's server) and, from the episodes, how long student
+requests and sandbox commands took. The ceiling is the machine's cores ÷ the CPU seconds one episode
+costs (measured at concurrency 1, in the same run): episodes per minute with every core busy and no
+overhead. JSON out; the markdown table goes to the README.
+
+    .venv/bin/python bench/rollout_concurrency.py        # ~15 min on 2 cores
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import platform
+import shutil
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from daggerlm.agent.scaffold import first_messages  # noqa: E402
 from daggerlm.config import load_params  # noqa: E402
-from daggerlm.dagger.label_cache import CachedTeacher, LabelCache  # noqa: E402
-from daggerlm.dagger.rollout import collect_rollouts  # noqa: E402
-from daggerlm.dagger.stages import stage_init_model  # noqa: E402
-from daggerlm.instances.synthetic import generate  # noqa: E402
-from daggerlm.io import atomic_write_json  # noqa: E402
-from daggerlm.policies import make_policy  # noqa: E402
-from daggerlm.policies.base import PolicyRequest  # noqa: E402
-from daggerlm.serving.student import open_student  # noqa: E402
+from daggerlm.config.params import Params  # noqa: E402
+from daggerlm.dagger.pipeline import run_stage  # noqa: E402
+from daggerlm.dagger.rollout import read_trajectories  # noqa: E402
+from daggerlm.dagger.stages import checkpoint, layout  # noqa: E402
+from daggerlm.io import atomic_write_json, stable_hash  # noqa: E402
+from daggerlm.serving.process import free_port, managed_server  # noqa: E402
+from daggerlm.serving.student import server_command  # noqa: E402
+
+
+def tree_cpu(server_pid: int) -> dict[str, float]:
+    """CPU seconds so far of this process tree: the server's, this process's own threads', and the rest
+    (sandboxes, Dask's workers, Prefect's server), alive or already waited for."""
+    me = psutil.Process()
+    own = me.cpu_times()
+    seconds = {"server": 0.0, "this_process": own.user + own.system, "other": own.children_user + own.children_system}
+    for proc in me.children(recursive=True):
+        try:
+            t = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue  # gone since the listing: counted with its parent once waited for
+        seconds["server" if proc.pid == server_pid else "other"] += t.user + t.system
+        if proc.pid != server_pid:
+            seconds["other"] += t.children_user + t.children_system
+    return seconds
+
+
+def _cold(p: Params, storage: Path) -> None:
+    """Forget every episode, label and Prefect result of an earlier run, so each run does the same work."""
+    for path in (layout(p).rollouts(0), Path(p.dagger.label_cache), storage):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def run(p: Params, label: str, server_pid: int, storage: Path, prefect: bool) -> dict:
+    _cold(p, storage)
+    before, start = tree_cpu(server_pid), time.monotonic()
+    if prefect:
+        from flows.stage import run_stage_flow
+
+        stats = run_stage_flow(p, "rollout", 0)
+    else:
+        stats = run_stage(p, "rollout", 0)
+    wall = time.monotonic() - start
+    after = tree_cpu(server_pid)
+    cpu = {k: round(after[k] - before[k], 1) for k in after}
+    trajectories = read_trajectories(layout(p).rollouts(0) / "trajectories.jsonl")
+    turns = [t for traj in trajectories for t in traj.turns]
+    student = [t.policy_s for t in turns if t.actor == "student"]
+    n = stats["episodes"]
+    return {"run": label, "episodes": n, "seconds": round(wall, 1), "episodes_per_min": round(n / wall * 60, 2),
+            "cpu_s": cpu, "cpu_s_per_episode": round(sum(cpu.values()) / n, 3),
+            "cores_busy": round(sum(cpu.values()) / wall, 2),
+            "student_request_s": {"mean": round(statistics.mean(student), 3), "max": round(max(student), 3)},
+            "sandbox_command_s": round(statistics.mean(t.env_s for t in turns), 3),
+            "episode_s": round(statistics.mean(t.wall_s for t in trajectories), 2),
+            "episodes_hash": stable_hash([[(t.actor, t.response) for t in traj.turns] for traj in trajectories]),
+            "student_turns": stats["student_turns"], "teacher_turns": stats["teacher_turns"]}
+
+
+@contextmanager
+def prefect_server(work: Path) -> Iterator[None]:
+    """A Prefect server the Prefect runs report to (else each flow would start a temporary one of its own)."""
+    port = free_port()
+    argv = [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    with managed_server(argv, port, work / "prefect.log", health_path="/api/health"):
+        os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
+        yield
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=5)  # the flows' last logs, while the server still answers
+
+
+def table(report: dict) -> str:
+    ceiling = report["ceiling_episodes_per_min"]
+    rows = ["| run | episodes/min | of the ceiling | cores busy | CPU s / episode (server, agent) "
+            "| student request s (mean) | sandbox command s | episode s |", "|---|---|---|---|---|---|---|---|"]
+    for r in report["runs"]:
+        cpu, n = r["cpu_s"], r["episodes"]
+        rows.append(f"| {r['run']} | {r['episodes_per_min']:.1f} | {r['episodes_per_min'] / ceiling:.0%} "
+                    f"| {r['cores_busy']:.2f} | {r['cpu_s_per_episode']:.2f} ({cpu['server'] / n:.2f}, "
+                    f"{(cpu['this_process'] + cpu['other']) / n:.2f}) | {r['student_request_s']['mean']:.2f} "
+                    f"| {r['sandbox_command_s']:.3f} | {r['episode_s']:.1f} |")
+    per_episode = report["ceiling_cpu_s_per_episode"]
+    return "\n".join(rows) + (f"\n\nCeiling: {report['cores']} cores ÷ {per_episode:.2f} CPU s per episode "
+                              f"(concurrency 1) = {ceiling:.1f} episodes/min.")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
-    ap.add_argument("--episodes", type=int, default=32, help="episodes per setting (the same instances each time)")
+    ap.add_argument("--dask-concurrency", type=int, default=8, help="episodes at once in the Prefect and Dask runs")
+    ap.add_argument("--dask-workers", type=int, nargs="*", default=[1, 2])
+    ap.add_argument("--request-slots", type=int, nargs="*", default=[8],
+                    help="runs at the largest concurrency with at most this many requests at the server at once")
+    ap.add_argument("--episodes", type=int, default=64, help="episodes per run (the same instances each time)")
     ap.add_argument("--beta", type=float, default=0.5)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=32)
-    ap.add_argument("--model", help="checkpoint to serve (default: a tiny model built here)")
+    ap.add_argument("--server-arg", action="append", default=[], help="extra argument for `transformers serve`")
     ap.add_argument("--out", type=Path, default=Path("bench/results/rollout_concurrency.json"))
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-rollout-"))
+    storage = work / "prefect-storage"
+    os.environ.update({"PREFECT_HOME": str(work / "prefect"), "PREFECT_LOCAL_STORAGE_PATH": str(storage),
+                       "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"})
     p = load_params(None, {
-        "data": str(work / "data"), "student.model": a.model or str(work / "tiny"), "student.kind": "openai",
-        "student.build_tiny": a.model is None, "student.sampling.max_new_tokens": a.max_new_tokens,
-        "student.server": {"launch": "transformers", "log_dir": str(work / "logs")},
-        "agent.step_limit": a.steps, "agent.max_consecutive_format_errors": 0, "runtime.workdir": str(work)})
-    if a.model is None:
-        stage_init_model(p)
-    instances = generate(a.episodes, "train", seed=123)
-    results = []
-    with open_student(p.student, p.student.model) as student:
-        student.complete([PolicyRequest(instances[0], first_messages(instances[0]), {})])  # warm the server
+        "data": str(work / "data"), "student.model": str(work / "tiny"), "student.build_tiny": True,
+        "student.kind": "openai", "student.sampling.max_new_tokens": a.max_new_tokens,
+        "student.server.extra_args": a.server_arg,
+        "instances.train": {"n": a.episodes, "seed": 123}, "dagger.beta": {"kind": "constant", "value": a.beta},
+        "dagger.label_cache": str(work / "labels"), "agent.step_limit": a.steps,
+        "agent.max_consecutive_format_errors": 0, "runtime.workdir": str(work)})
+    run_stage(p, "instances")
+    run_stage(p, "init-model")
+    port = free_port()
+    argv, model = server_command(p.student, checkpoint(p, 0), port)
+    runs = []
+    with managed_server(argv, port, work / "server.log") as url:
+        server_pid = next(c.pid for c in psutil.Process().children() if str(port) in c.cmdline())
+        served = p.model_copy(update={"student": p.student.model_copy(update={"kind": "openai", "server": (
+            p.student.server.model_copy(update={"launch": "none", "endpoint": p.student.server.endpoint.model_copy(
+                update={"base_url": url, "model": model})}))})})
+
+        def at(concurrency: int, slots: int | None = None, **executor) -> Params:
+            """`concurrency` episodes at once, at most `slots` of their requests at the server at once."""
+            endpoint = served.student.server.endpoint
+            student = served.student.model_copy(update={"server": served.student.server.model_copy(update={
+                "endpoint": endpoint.model_copy(update={"concurrency": slots or endpoint.concurrency})})})
+            return served.model_copy(update={"student": student, "dagger": served.dagger.model_copy(update={
+                "concurrency": concurrency, "executor": served.dagger.executor.model_copy(update=executor)})})
+
+        def measure(label: str, params: Params, prefect: bool) -> None:
+            runs.append(run(params, label, server_pid, storage, prefect))
+            print(runs[-1], flush=True)
+
+        run(at(1), "warm-up", server_pid, storage, prefect=False)  # the server's first batches, not counted
         for c in a.concurrency:
-            teacher = CachedTeacher(make_policy("oracle"), LabelCache(work / f"labels-{c}"))  # cold each time
-            start = time.monotonic()
-            stats = collect_rollouts(instances, student, teacher, work / f"rollout-{c}", iteration=0, beta=a.beta,
-                                     seed=0, runtime=p.runtime, agent=p.agent, concurrency=c)
-            seconds = time.monotonic() - start
-            results.append({"concurrency": c, "episodes": stats["episodes"], "seconds": round(seconds, 2),
-                            "episodes_per_min": round(stats["episodes"] / seconds * 60, 2),
-                            "student_turns": stats["student_turns"], "teacher_turns": stats["teacher_turns"]})
-            print(json.dumps(results[-1]), flush=True)
-    base = results[0]["episodes_per_min"]
-    for r in results:
-        r["speedup_vs_first"] = round(r["episodes_per_min"] / base, 2)
-    report = {"bench": "rollout_concurrency", "server": "transformers serve --continuous-batching",
-              "model": a.model or "tiny (built here)", "beta": a.beta, "step_limit": a.steps,
-              "max_new_tokens": a.max_new_tokens, "machine": platform.platform(), "results": results}
+            measure(f"threads ×{c}", at(c), prefect=False)
+        for slots in a.request_slots:  # the most episodes, fewer requests in the server's batch
+            c = max(a.concurrency)
+            measure(f"threads ×{c}, ≤{slots} requests at the server", at(c, slots), prefect=False)
+        with prefect_server(work):  # up before the Prefect runs are measured, and only for them
+            c = a.dask_concurrency
+            measure(f"Prefect, threads ×{c}", at(c), prefect=True)
+            for w in a.dask_workers:
+                measure(f"Prefect, Dask {w} worker{'s' * (w > 1)} ×{c}", at(c, kind="dask", workers=w), prefect=True)
+    first = runs[0]
+    cores = len(os.sched_getaffinity(0))
+    report = {"bench": "rollout_concurrency", "server": " ".join(["transformers serve --continuous-batching",
+                                                                   *p.student.server.extra_args]).strip(),
+              "argv": argv[1:], "model": "tiny student (built here)", "beta": a.beta, "step_limit": a.steps,
+              "max_new_tokens": a.max_new_tokens, "machine": platform.platform(), "cores": cores,
+              "ceiling_cpu_s_per_episode": first["cpu_s_per_episode"],
+              "ceiling_episodes_per_min": round(cores / first["cpu_s_per_episode"] * 60, 2), "runs": runs}
+    for r in runs:
+        r["of_ceiling"] = round(r["episodes_per_min"] / report["ceiling_episodes_per_min"], 3)
+        r["same_episodes_as_first"] = r["episodes_hash"] == first["episodes_hash"]
+    report["table"] = table(report)
     atomic_write_json(a.out, report)
-    print(json.dumps(report, indent=2))
+    print(report["table"])
 
 
 if __name__ == "__main__":
