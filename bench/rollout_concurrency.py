@@ -96,6 +96,32 @@ def run(p: Params, label: str, server_pid: int, storage: Path, prefect: bool) ->
             "student_turns": stats["student_turns"], "teacher_turns": stats["teacher_turns"]}
 
 
+def student_requests(p: Params) -> list:
+    """The student requests of the last rollout, as they were sent (history and sampling seed)."""
+    from daggerlm.policies.base import PolicyRequest
+
+    return [PolicyRequest(None, traj.messages[:t.prefix_len], {}, seed=t.meta.get("seed"))
+            for traj in read_trajectories(layout(p).rollouts(0) / "trajectories.jsonl")
+            for t in traj.turns if t.actor == "student"]
+
+
+def server_alone(p: Params, server_pid: int, in_flight: int, requests: list) -> dict:
+    """The server by itself, replaying a rollout's student requests `in_flight` at a time (no sandboxes,
+    no episodes): whether a request costs the server more CPU when more requests share its batches."""
+    from daggerlm.policies import make_policy
+
+    endpoint = p.student.server.endpoint.model_copy(update={"concurrency": in_flight})
+    policy = make_policy("openai", **endpoint.policy_kwargs(p.student.sampling))
+    before, start = tree_cpu(server_pid)["server"], time.monotonic()
+    done = policy.complete(requests)
+    wall, cpu = time.monotonic() - start, tree_cpu(server_pid)["server"] - before
+    return {"in_flight": in_flight, "requests": len(done), "seconds": round(wall, 2),
+            "requests_per_s": round(len(done) / wall, 2), "server_cpu_s_per_request": round(cpu / len(done), 3),
+            "latency_s": round(statistics.mean(c.meta["latency_s"] for c in done), 3),
+            "prompt_tokens": round(statistics.mean(c.meta.get("usage", {}).get("prompt_tokens", 0) for c in done)),
+            "errors": sum("error" in c.meta for c in done)}
+
+
 @contextmanager
 def prefect_server(work: Path) -> Iterator[None]:
     """A Prefect server the Prefect runs report to (else each flow would start a temporary one of its own)."""
@@ -120,8 +146,12 @@ def table(report: dict) -> str:
                     f"{(cpu['this_process'] + cpu['other']) / n:.2f}) | {r['student_request_s']['mean']:.2f} "
                     f"| {r['sandbox_command_s']:.3f} | {r['episode_s']:.1f} |")
     per_episode = report["ceiling_cpu_s_per_episode"]
-    return "\n".join(rows) + (f"\n\nCeiling: {report['cores']} cores ÷ {per_episode:.2f} CPU s per episode "
-                              f"(concurrency 1) = {ceiling:.1f} episodes/min.")
+    rows += ["", f"Ceiling: {report['cores']} cores ÷ {per_episode:.2f} CPU s per episode (concurrency 1) = "
+             f"{ceiling:.1f} episodes/min.", "", "The server alone (the student requests of one rollout replayed, no episodes):", "",
+             "| requests in flight | requests/s | server CPU s / request | latency s |", "|---|---|---|---|"]
+    rows += [f"| {r['in_flight']} | {r['requests_per_s']:.2f} | {r['server_cpu_s_per_request']:.3f} "
+             f"| {r['latency_s']:.2f} |" for r in report.get("server_alone", [])]
+    return "\n".join(rows)
 
 
 def main() -> None:
@@ -172,9 +202,13 @@ def main() -> None:
             runs.append(run(params, label, server_pid, storage, prefect))
             print(runs[-1], flush=True)
 
-        run(at(1), "warm-up", server_pid, storage, prefect=False)  # the server's first batches, not counted
+        run(at(8), "warm-up", server_pid, storage, prefect=False)  # the server's first batches, not counted
+        requests = student_requests(at(1))
         for c in a.concurrency:
             measure(f"threads ×{c}", at(c), prefect=False)
+        alone = [server_alone(at(1), server_pid, n, requests) for n in a.concurrency]
+        for row in alone:
+            print(row, flush=True)
         for slots in a.request_slots:  # the most episodes, fewer requests in the server's batch
             c = max(a.concurrency)
             measure(f"threads ×{c}, ≤{slots} requests at the server", at(c, slots), prefect=False)
@@ -190,7 +224,8 @@ def main() -> None:
               "argv": argv[1:], "model": "tiny student (built here)", "beta": a.beta, "step_limit": a.steps,
               "max_new_tokens": a.max_new_tokens, "machine": platform.platform(), "cores": cores,
               "ceiling_cpu_s_per_episode": first["cpu_s_per_episode"],
-              "ceiling_episodes_per_min": round(cores / first["cpu_s_per_episode"] * 60, 2), "runs": runs}
+              "ceiling_episodes_per_min": round(cores / first["cpu_s_per_episode"] * 60, 2), "runs": runs,
+              "server_alone": alone}
     for r in runs:
         r["of_ceiling"] = round(r["episodes_per_min"] / report["ceiling_episodes_per_min"], 3)
         r["same_episodes_as_first"] = r["episodes_hash"] == first["episodes_hash"]
