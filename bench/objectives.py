@@ -27,7 +27,8 @@ generation length (tokens per action), teacher calls (turns the teacher acted or
 
 Writes `objectives.json` (every number), `objectives.png` and `objectives.md` to --out. An interrupted
 run resumes: finished bases and (seed, arm) runs are kept under --out/work (or --bases for the bases:
-they are named by their whole recipe, so another bench's work dir can lend its bases).
+they are named by their whole recipe, so another bench's work dir can lend its bases). Seeds run apart (a
+session or a machine each) join with `--merge A/objectives.json B/objectives.json --out DIR`.
 """
 
 from __future__ import annotations
@@ -42,14 +43,14 @@ import sys
 import time
 from contextlib import nullcontext
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from statistics import mean, pstdev
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.science import (RECOVERY_VIEW, SANDBOXES, SlipFirstEdit, _digest, _limit_threads, _num,  # noqa: E402,F401
-                           _pct, _recipe, evaluate_slipped, run_iteration, stage_seconds, timed)
+                           _pct, _recipe, evaluate_slipped, join_parts, run_iteration, stage_seconds, timed)
 from bench.sft_precision import cpu_model_and_flags  # noqa: E402
 from daggerlm.config import Params, load_params  # noqa: E402
 from daggerlm.dagger import stages  # noqa: E402
@@ -409,14 +410,29 @@ def run(s: Setting, arms: list[str], extra: dict, out: Path, bases: Path | None 
               "machine": platform.platform(), "cpu": cpu_model_and_flags(), "cpus": os.cpu_count(), "jobs": jobs,
               "wall_s": round(time.monotonic() - start, 1), "bases": built, "summary": summary,
               "claims": claims(summary), "runs": runs}
+    write_report(report, s, out)
+    return report
+
+
+def merge(parts: list[Path], out: Path) -> dict:
+    """One report from runs of the same setting, arms and overrides on disjoint seeds, summarized again."""
+    names = tuple(f.name for f in fields(Setting))
+    report = join_parts(parts, names)
+    s = Setting(**{**{name: report[name] for name in names}, "seeds": tuple(report["seeds"])})
+    summary = summarize(report["runs"])
+    report = {**report, **asdict(s), "summary": summary, "claims": claims(summary)}
+    write_report(report, s, out)
+    return report
+
+
+def write_report(report: dict, s: Setting, out: Path) -> None:
     atomic_write_json(out / "objectives.json", report)
-    table = markdown(summary, built, s)
+    table = markdown(report["summary"], report["bases"], s)
     atomic_write_text(out / "objectives.md", table)
-    plot(summary, out / "objectives.png")
+    plot(report["summary"], out / "objectives.png")
     print(table)
     print(json.dumps(report["claims"], indent=2))
     print(f"wall time {report['wall_s']:.0f} s; wrote {out}/objectives.{{json,md,png}}")
-    return report
 
 
 def main() -> None:
@@ -430,8 +446,13 @@ def main() -> None:
                     help="override a pipeline param for every arm (YAML value)")
     ap.add_argument("--bases", type=Path, help="where bases are built or reused by recipe (default: OUT/work; "
                     "the science check's work dir lends its bases: the teacher is its recipe)")
+    ap.add_argument("--merge", type=Path, nargs="+", metavar="OBJECTIVES.json",
+                    help="join objectives.json files of one setting on disjoint seeds into --out's report")
     ap.add_argument("--out", type=Path, help="default: bench/results/objectives-SETTING")
     a = ap.parse_args()
+    if a.merge:
+        merge(a.merge, a.out or Path("bench/results/objectives-merged"))
+        return
     a.setting = "quick" if a.quick else a.setting
     s = SETTINGS[a.setting]
     s = Setting(**{**asdict(s), "seeds": tuple(a.seeds or s.seeds)})

@@ -604,7 +604,8 @@ def run(s: Setting, arms: list[str], extra: dict, out: Path, jobs: int | None = 
               "wall_s": round(time.monotonic() - start, 1), **summaries(runs, bases), "runs": runs}
     name = "bases" if bases_only else "science"
     previous = json.loads((out / f"{name}.json").read_text()) if (out / f"{name}.json").is_file() else {}
-    if resummarized and previous and _same_recipe(previous) == _same_recipe(report):
+    names = tuple(f.name for f in fields(Setting))
+    if resummarized and previous and _same_recipe(previous, names) == _same_recipe(report, names):
         report["wall_s"] = previous["wall_s"]  # nothing ran: the time is that of the run that made these files
     write_report(report, s, out, name)
     return report
@@ -617,10 +618,28 @@ def summaries(runs: list[dict], bases: list[dict]) -> dict:
             "seconds": mean_seconds(runs)}
 
 
-def _same_recipe(report: dict) -> dict:
+def _same_recipe(report: dict, setting_fields: tuple[str, ...]) -> dict:
     """A report's setting (its seeds aside), arms and overrides: what runs must share to be reported together."""
-    return json.loads(json.dumps({k: report.get(k) for k in (*(f.name for f in fields(Setting)), "arms", "overrides")
-                                  if k != "seeds"}))
+    return json.loads(json.dumps({k: report.get(k) for k in (*setting_fields, "arms", "overrides") if k != "seeds"}))
+
+
+def join_parts(parts: list[Path], setting_fields: tuple[str, ...]) -> dict:
+    """Reports of one recipe on disjoint seeds (a machine or a session each) as one: the first's fields,
+    the seeds, runs and bases of all, the wall time their sum, `merged_from` naming each part. The caller
+    summarizes it again. A part of another recipe, or a seed twice, is refused in one line."""
+    reports = [json.loads(path.read_text()) for path in parts]
+    first = _same_recipe(reports[0], setting_fields)
+    for path, r in zip(parts[1:], reports[1:]):
+        if (mine := _same_recipe(r, setting_fields)) != first:
+            differ = sorted(k for k, v in mine.items() if first.get(k) != v)
+            raise SystemExit(f"{path}: {', '.join(differ)} differ from {parts[0]}'s: only runs of one recipe merge")
+    seeds = [seed for r in reports for seed in r["seeds"]]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"{', '.join(map(str, parts))}: seeds {seeds} repeat: merge runs of disjoint seeds")
+    return {**reports[0], "seeds": seeds, "wall_s": round(sum(r["wall_s"] for r in reports), 1),
+            "merged_from": [{"path": str(path), "seeds": r["seeds"], "wall_s": r["wall_s"], "machine": r["machine"],
+                             "cpu": r["cpu"], "jobs": r["jobs"]} for path, r in zip(parts, reports)],
+            "runs": [run for r in reports for run in r["runs"]], "bases": [b for r in reports for b in r["bases"]]}
 
 
 def write_report(report: dict, s: Setting, out: Path, name: str = "science") -> None:
@@ -635,24 +654,11 @@ def write_report(report: dict, s: Setting, out: Path, name: str = "science") -> 
 
 
 def merge(parts: list[Path], out: Path) -> dict:
-    """One report from runs of the same setting, arms and overrides on disjoint seeds (a machine or a
-    session each): their runs and bases joined, summarized again; the wall time is the parts' sum."""
-    reports = [json.loads(path.read_text()) for path in parts]
-    for path, r in zip(parts[1:], reports[1:]):
-        if _same_recipe(r) != _same_recipe(reports[0]):
-            differ = sorted(k for k, v in _same_recipe(r).items() if _same_recipe(reports[0]).get(k) != v)
-            raise SystemExit(f"{path}: {', '.join(differ)} differ from {parts[0]}'s: only runs of one recipe merge")
-    seeds = [seed for r in reports for seed in r["seeds"]]
-    if len(set(seeds)) != len(seeds):
-        raise SystemExit(f"{', '.join(map(str, parts))}: seeds {seeds} repeat: merge runs of disjoint seeds")
-    s = Setting(**{**{f.name: reports[0][f.name] for f in fields(Setting)}, "seeds": tuple(seeds)})
-    runs = [run for r in reports for run in r["runs"]]
-    bases = [base for r in reports for base in r["bases"]]
-    report = {**{k: v for k, v in reports[0].items() if k not in ("runs", "wall_s")}, **asdict(s),
-              "wall_s": round(sum(r["wall_s"] for r in reports), 1),
-              "merged_from": [{"path": str(path), "seeds": r["seeds"], "wall_s": r["wall_s"], "machine": r["machine"],
-                               "cpu": r["cpu"], "jobs": r["jobs"]} for path, r in zip(parts, reports)],
-              **summaries(runs, bases), "runs": runs}
+    """One report from runs of the same setting, arms and overrides on disjoint seeds, summarized again."""
+    names = tuple(f.name for f in fields(Setting))
+    report = join_parts(parts, names)
+    s = Setting(**{**{name: report[name] for name in names}, "seeds": tuple(report["seeds"])})
+    report = {**report, **asdict(s), **summaries(report["runs"], report["bases"])}
     write_report(report, s, out)
     return report
 

@@ -2,6 +2,7 @@
 shared across seeds, per-arm summaries, the papers' claims judged against the seed spread, table and plot."""
 
 import importlib.util
+import json
 import sys
 
 import pytest
@@ -78,3 +79,25 @@ def test_the_claims_are_judged_on_seed_means_and_spread(tmp_path):
     assert f"| teacher-fkl | 30% ± 0% | 15% ± 0% {same} – |" in table
     objectives.plot(summary, tmp_path / "objectives.png")
     assert (tmp_path / "objectives.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_parts_on_disjoint_seeds_merge_into_the_report_of_all_their_runs(tmp_path):
+    s = objectives.SETTINGS["quick"]
+    runs = _runs()
+    parts = []
+    for seed, wall in ((0, 100.0), (1, 50.0)):
+        mine = [r for r in runs if r["seed"] == seed]
+        base = {"seed": seed, "teacher": {"pretrain_loss": 0.1, "resolve_rate": 0.7},
+                "student": {"pretrain_loss": 0.9, "resolve_rate": 0.1}}
+        report = {"bench": "objectives", **objectives.asdict(s), "seeds": [seed], "arms": list(objectives.ARMS),
+                  "overrides": s.params, "machine": "m", "cpu": "c", "jobs": 2, "wall_s": wall, "bases": [base],
+                  "summary": objectives.summarize(mine), "runs": mine}
+        (tmp_path / f"part{seed}.json").write_text(json.dumps(report))
+        parts.append(tmp_path / f"part{seed}.json")
+    merged = objectives.merge(parts, tmp_path / "out")
+    assert list(merged["seeds"]) == [0, 1] and merged["wall_s"] == 150.0 and len(merged["bases"]) == 2
+    assert merged["summary"] == objectives.summarize(runs)  # as if one run had made them all
+    assert [c["holds"] for c in merged["claims"].values()] == [True, True, True]
+    assert (tmp_path / "out" / "objectives.png").is_file()
+    with pytest.raises(SystemExit, match="seeds \\[0, 0\\] repeat"):
+        objectives.merge([parts[0], parts[0]], tmp_path / "bad")
