@@ -81,10 +81,20 @@ def _prelude_argv(root: str, repo: str, config: RuntimeConfig, command: str) -> 
             kb(config.max_file_mb), str(config.pids_limit), command]
 
 
-@cache
+_PROBE_LOCK = threading.Lock()
+
+
 def isolation_problem() -> str | None:
-    """Why agent commands cannot be isolated here, or None when they can. The probe runs the real
-    prelude and checks from inside that the command holds no capability and `/` stays read-only."""
+    """Why agent commands cannot be isolated here, or None when they can: probed once per process, under
+    a lock (the first episodes of a process start at once; racing probes share one cgroup name)."""
+    with _PROBE_LOCK:
+        return _probe_isolation()
+
+
+@cache
+def _probe_isolation() -> str | None:
+    """The probe runs the real prelude and checks from inside that the command holds no capability and
+    `/` stays read-only."""
     for tool in ("unshare", "setpriv"):
         if shutil.which(tool) is None:
             return f"the `{tool}` command (util-linux) is not installed"

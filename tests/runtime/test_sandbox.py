@@ -1,5 +1,7 @@
 import os
 import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -18,6 +20,39 @@ def box(eval_instances, runtime):
 
 def test_isolation_available_here():
     assert isolation_problem() is None
+
+
+PROBE_AT_ONCE = """
+import contextlib, threading, time
+from daggerlm.runtime import sandbox
+probes, found, real = [], [], sandbox._process_limits
+
+@contextlib.contextmanager
+def slow_limits(name, config):  # widens the window in which the other threads arrive
+    probes.append(name)
+    time.sleep(0.3)
+    with real(name, config) as join:
+        yield join
+
+sandbox._process_limits = slow_limits
+barrier = threading.Barrier(8)
+
+def first_sandbox():
+    barrier.wait()
+    found.append(sandbox.isolation_problem())
+
+threads = [threading.Thread(target=first_sandbox) for _ in range(8)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(len(probes), set(found))
+"""
+
+
+def test_the_first_sandboxes_of_a_process_started_at_once_share_one_probe():
+    """A Dask worker's first episodes all start at once: one probe must serve them all, not eight racing
+    over one probe cgroup (one removing it while another writes its limit) and caching a failure."""
+    r = subprocess.run([sys.executable, "-c", PROBE_AT_ONCE], capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "1 {None}", r.stdout + r.stderr
 
 
 def test_network_is_unreachable(box):
