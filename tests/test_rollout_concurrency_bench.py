@@ -34,10 +34,16 @@ def test_cpu_of_a_live_server_and_of_finished_children_is_counted_where_it_belon
     assert gained["this_process"] < 0.5, gained
 
 
-def test_the_table_puts_each_run_against_the_ceiling():
-    run = {"run": "threads ×8", "episodes": 10, "episodes_per_min": 30.0, "cores_busy": 1.5, "cpu_s_per_episode": 3.0,
-           "cpu_s": {"server": 20.0, "this_process": 4.0, "other": 6.0}, "student_request_s": {"mean": 0.5},
-           "sandbox_command_s": 0.1, "episode_s": 4.0}
-    text = bench.table({"runs": [run], "cores": 2, "ceiling_cpu_s_per_episode": 2.0, "ceiling_episodes_per_min": 60.0})
-    assert "| threads ×8 | 30.0 | 50% | 1.50 | 3.00 (2.00, 1.00) |" in text
-    assert "2 cores ÷ 2.00 CPU s per episode (concurrency 1) = 60.0 episodes/min" in text
+def test_the_ceiling_is_the_cheapest_episode_on_every_core_and_each_run_is_put_against_it():
+    def run(name, per_min, cpu_per_episode):
+        return {"run": name, "episodes": 10, "episodes_per_min": per_min, "cores_busy": 1.5,
+                "cpu_s_per_episode": cpu_per_episode, "cpu_s": {"server": 20.0, "this_process": 4.0, "other": 6.0},
+                "student_request_s": {"mean": 0.5}, "sandbox_command_s": 0.1, "episode_s": 4.0, "episodes_hash": name}
+
+    report = {"cores": 2, "runs": [run("threads ×1", 20.0, 4.0), run("threads ×8", 30.0, 2.0)], "server_alone": []}
+    bench.derive(report)
+    assert (report["ceiling_run"], report["ceiling_episodes_per_min"]) == ("threads ×8", 60.0)
+    assert report["ceiling_at_concurrency_1"] == 30.0
+    assert [r["of_ceiling"] for r in report["runs"]] == [0.333, 0.5]
+    assert "| threads ×8 | 30.0 | 50% | 1.50 | 2.00 (2.00, 1.00) |" in report["table"]
+    assert "2 cores ÷ 2.00 CPU s per episode (threads ×8, the cheapest) = 60.0 episodes/min" in report["table"]
