@@ -36,7 +36,7 @@ class EndpointConfig(Section):
     max_retries: int = Field(4, ge=0)
     """Retries on 429, 5xx, timeouts and connection errors (exponential backoff with jitter)."""
     concurrency: int = Field(32, ge=1)
-    """Requests in flight at once, from this client."""
+    """Requests in flight at once, from this client (unset, to a CPU `transformers serve` the stage starts: 8)."""
     requests_per_minute: float | None = Field(None, gt=0)
     """Client-side rate limit (None: none)."""
     send_state: bool = False

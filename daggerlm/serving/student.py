@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from daggerlm.config import StudentConfig
+from daggerlm.config import EndpointConfig, StudentConfig
 from daggerlm.errors import InputError
 from daggerlm.policies import make_policy
 from daggerlm.policies.base import Policy
@@ -24,6 +24,22 @@ from daggerlm.policies.checkpoints import checkpoint_fingerprint
 from daggerlm.policies.history_view import HistoryWindow, student_view
 from daggerlm.serving import vllm
 from daggerlm.serving.process import free_port, managed_server
+
+
+CPU_IN_FLIGHT = 8
+"""Requests a `transformers serve` on the CPU that this stage starts gets at once, unless
+`student.server.endpoint.concurrency` is set: its continuous batching packs every live request into one
+masked attention, so at 32 in flight a request costs the server twice the CPU it costs at 8
+(`bench/rollout_concurrency.py`, "the server alone")."""
+
+
+def client_endpoint(student: StudentConfig, base_url: str, model: str) -> EndpointConfig:
+    """The endpoint the student's requests go to, as this stage reaches it."""
+    endpoint, update = student.server.endpoint, {"base_url": base_url, "model": model}
+    if (student.server.launch == "transformers" and student.device == "cpu"
+            and "concurrency" not in endpoint.model_fields_set):
+        update["concurrency"] = min(endpoint.concurrency, CPU_IN_FLIGHT)
+    return endpoint.model_copy(update=update)
 
 
 def executable(name: str, configured: str | None) -> str:
@@ -88,6 +104,6 @@ def _open_policy(student: StudentConfig, checkpoint: str) -> Iterator[Policy]:
                 model = stack.enter_context(vllm.lora_adapter(base_url, adapter, key))
             elif on_vllm:
                 vllm.require_served(base_url, model, key)
-        served = endpoint.model_copy(update={"base_url": base_url, "model": model})
+        served = client_endpoint(student, base_url, model)
         yield make_policy("openai", **served.policy_kwargs(student.sampling, fingerprint=fingerprint),
                           **({"provider": provider} if provider else {}))

@@ -9,7 +9,7 @@ from daggerlm.config import load_params
 from daggerlm.dagger.loop import run_dagger
 from daggerlm.errors import InputError
 from daggerlm.serving.process import managed_server
-from daggerlm.serving.student import open_student, server_command
+from daggerlm.serving.student import CPU_IN_FLIGHT, client_endpoint, open_student, server_command
 from tests.conftest import tiny_params
 
 
@@ -60,3 +60,15 @@ def test_vllm_commands(tmp_path):
     with pytest.raises(InputError, match="`vllm` not found"):
         with open_student(missing, str(adapter)):
             pass
+
+
+def test_a_cpu_transformers_server_this_stage_starts_gets_few_requests_at_once_unless_told_otherwise():
+    def in_flight(**overrides) -> int:
+        student = load_params(None, {"student.kind": "openai", **overrides}).student
+        return client_endpoint(student, "http://127.0.0.1:1/v1", "m").concurrency
+
+    assert in_flight() == CPU_IN_FLIGHT < 32  # the endpoint's default (32) is for servers that batch well
+    assert in_flight(**{"student.server.endpoint.concurrency": 32}) == 32  # said so: kept
+    assert in_flight(**{"student.server.endpoint.concurrency": 4}) == 4
+    assert in_flight(**{"student.server.launch": "vllm"}) == 32
+    assert in_flight(**{"student.device": "cuda"}) == 32
