@@ -16,7 +16,7 @@ requests and sandbox commands took. The ceiling is the machine's cores ÷ the CP
 costs (measured at concurrency 1, in the same run): episodes per minute with every core busy and no
 overhead. JSON out; the markdown table goes to the README.
 
-    .venv/bin/python bench/rollout_concurrency.py        # ~15 min on 2 cores
+    .venv/bin/python bench/rollout_concurrency.py        # ~20 min on 2 cores
 """
 
 from __future__ import annotations
