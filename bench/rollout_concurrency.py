@@ -203,7 +203,7 @@ def main() -> None:
     runs = []
     with managed_server(argv, port, work / "server.log") as url:
         server_pid = next(c.pid for c in psutil.Process().children() if str(port) in c.cmdline())
-        served = p.model_copy(update={"student": p.student.model_copy(update={"kind": "openai", "server": (
+        served = p.model_copy(update={"student": p.student.model_copy(update={"server": (
             p.student.server.model_copy(update={"launch": "none", "endpoint": p.student.server.endpoint.model_copy(
                 update={"base_url": url, "model": model})}))})})
 
