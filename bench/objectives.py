@@ -310,6 +310,10 @@ def claims(summary: dict) -> dict:
     def spread(measure: str, *arms: str) -> float:
         return max(summary[a][measure]["std"] for a in arms)
 
+    def judged(holds: bool, *arms: str) -> bool | None:
+        """None when no compared student resolves anything: a tie at 0 judges nothing."""
+        return holds if any(m(a, "resolve_rate") > 0 for a in arms) else None
+
     out = {}
     if {"student-rkl", "student-fkl"} <= summary.keys():
         rkl, fkl = (m(a, "student_entropy") - m(a, "teacher_entropy") for a in ("student-rkl", "student-fkl"))
@@ -321,15 +325,16 @@ def claims(summary: dict) -> dict:
         best = max(mixes, key=lambda a: m(a, "resolve_rate"))
         out["forward-heavy mixing is best or tied"] = {
             "resolve_by_alpha": {a: m(a, "resolve_rate") for a in mixes}, "best": best,
-            "holds": m(best, "resolve_rate") - m("mix-0.75", "resolve_rate")
-            <= spread("resolve_rate", best, "mix-0.75")}
+            "holds": judged(m(best, "resolve_rate") - m("mix-0.75", "resolve_rate")
+                            <= spread("resolve_rate", best, "mix-0.75"), *mixes)}
     if {"curriculum", "mix-0.75"} <= summary.keys():
         shorter = m("curriculum", "rollout_tokens") < m("mix-0.75", "rollout_tokens")
         tied = abs(m("curriculum", "resolve_rate") - m("mix-0.75", "resolve_rate")) <= spread(
             "resolve_rate", "curriculum", "mix-0.75")
         out["the curriculum shortens generations at equal resolve rate"] = {
             "rollout_tokens": {a: m(a, "rollout_tokens") for a in ("curriculum", "mix-0.75")},
-            "resolve": {a: m(a, "resolve_rate") for a in ("curriculum", "mix-0.75")}, "holds": shorter and tied}
+            "resolve": {a: m(a, "resolve_rate") for a in ("curriculum", "mix-0.75")},
+            "holds": judged(shorter and tied, "curriculum", "mix-0.75")}
     return out
 
 

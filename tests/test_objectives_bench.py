@@ -70,6 +70,8 @@ def test_the_claims_are_judged_on_seed_means_and_spread(tmp_path):
     flipped = objectives.claims(objectives.summarize(_runs(curriculum_tokens=40.0, rkl_entropy=1.5, best_mix=0.25)))
     assert [c["holds"] for c in flipped.values()] == [False, False, False]
     assert flipped["forward-heavy mixing is best or tied"]["best"] == "mix-0.25"
+    nothing = [{**r, "iterations": [{**it, "resolve_rate": 0.0} for it in r["iterations"]]} for r in _runs()]
+    assert [c["holds"] for c in objectives.claims(objectives.summarize(nothing)).values()] == [True, None, None]
     table = objectives.markdown(summary, [{"seed": 0, "teacher": {"pretrain_loss": 0.1, "resolve_rate": 0.7},
                                            "student": {"pretrain_loss": 0.9, "resolve_rate": 0.1}}],
                                 objectives.SETTINGS["quick"])
