@@ -179,7 +179,9 @@ def _evaluate_base(p: Params, role: str) -> dict:
     from daggerlm.evaluation import evaluate
     from daggerlm.policies import make_policy
 
+    start = time.monotonic()
     built = stages.stage_init_model(p)
+    built_s = None if built.get("reused") else round(time.monotonic() - start, 1)  # None: built by an earlier run
     out = Path(p.data) / "eval"
     if not (out / "metrics.json").is_file():
         stages.stage_instances(p)
@@ -193,6 +195,7 @@ def _evaluate_base(p: Params, role: str) -> dict:
     pretrain = Path(p.student.model) / "pretrain.json"
     return {"recipe": built["recipe"], "content_hash": record["content_hash"], "parameters": built["parameters"],
             "pretrain_loss": json.loads(pretrain.read_text())["loss_last"] if pretrain.is_file() else None,
+            "build_s": built_s,
             "resolve_rate": metrics["resolve_rate"], "n_eval": metrics["n_instances"]}
 
 
