@@ -15,7 +15,7 @@ with targets: full (the `hf` teacher's whole next-token distribution):
 Each seed builds its own teacher and its own student base (the science check's lesson: one shared base
 hides the largest variance there is): the teacher is the science check's base recipe (a 4-layer tiny LM
 pretrained on a corpus whose oracle episodes teach it to resolve the synthetic bugs), the student a
-smaller model of the same tokenizer (the same corpus, seed and vocabulary), pretrained for fewer steps.
+smaller model of the same tokenizer (the same corpus, seed and vocabulary), pretrained as long.
 Every arm runs the same iterations, episodes and epochs from the seed's student base (a fixed step
 budget). Reported per arm: resolve rate on the held-out eval split (plain, and with every episode's
 first edit slipped, as in the science check), the final student's token entropy on its own eval
