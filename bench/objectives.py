@@ -43,7 +43,7 @@ import sys
 import time
 from contextlib import nullcontext
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from statistics import mean, pstdev
 
@@ -108,19 +108,15 @@ SETTINGS = {
                        corpus={"corpus_episodes": 160},
                        curriculum={"kind": "entropy", "start_tokens": 24, "growth": 2.0, "entropy_below": 1.0},
                        params=RECOVERY_VIEW),
-    # the cheaper student that loses every resolve claim: 300 steps, 0 % alone and 0 % in every arm after
-    # 2 iterations (bench/results/objectives-weak-student, seed 0)
-    "weak-student": Setting(iterations=2, episodes=6, labels=24, eval_n=12, epochs=6, learning_rate=5e-4,
-                            seeds=(0, 1, 2), teacher={"pretrain_steps": 1000},
-                            student={**SMALL_STUDENT, "pretrain_steps": 300}, corpus={"corpus_episodes": 160},
-                            curriculum={"kind": "entropy", "start_tokens": 24, "growth": 2.0, "entropy_below": 1.0},
-                            params=RECOVERY_VIEW),
     "quick": Setting(iterations=2, episodes=3, labels=12, eval_n=4, epochs=1, learning_rate=5e-4, seeds=(0,),
                      teacher={"pretrain_steps": 100}, student={**SMALL_STUDENT, "pretrain_steps": 20},
                      corpus={"corpus_episodes": 16},
                      curriculum={"kind": "entropy", "start_tokens": 16, "growth": 2.0, "entropy_below": 8.0},
                      params=RECOVERY_VIEW),
 }
+# the cheaper student that loses every resolve claim: 300 steps, 0 % alone and 0 % in every arm after
+# 2 iterations (bench/results/objectives-weak-student, seed 0)
+SETTINGS["weak-student"] = replace(SETTINGS["default"], student={**SMALL_STUDENT, "pretrain_steps": 300})
 
 
 TEACHER = {"teacher.kind": "hf", "teacher.sampling": {"temperature": 0.0, "max_new_tokens": 64}}
