@@ -12,8 +12,8 @@ instances again and again, each time cold (no episode, label or Prefect result k
 
 Every run records its wall time and the CPU seconds of every process involved (this one, the server,
 the sandboxes' commands, Dask's workers, Prefect's server) and, from the episodes, how long student
-requests and sandbox commands took. The ceiling is the machine's cores ÷ the CPU seconds one episode
-costs (measured at concurrency 1, in the same run): episodes per minute with every core busy and no
+requests and sandbox commands took. The ceiling is the machine's cores ÷ the fewest CPU seconds an
+episode cost in any run of this one (`derive`): episodes per minute with every core busy and no
 overhead. JSON out; the markdown table goes to the README.
 
     .venv/bin/python bench/rollout_concurrency.py        # ~20 min on 2 cores
@@ -164,7 +164,8 @@ def table(report: dict) -> str:
     per_episode = report["ceiling_cpu_s_per_episode"]
     rows += ["", f"Ceiling: {report['cores']} cores ÷ {per_episode:.2f} CPU s per episode ({report['ceiling_run']}, "
              f"the cheapest) = {ceiling:.1f} episodes/min (at concurrency 1's cost: "
-             f"{report['ceiling_at_concurrency_1']:.1f}).", "", "The server alone (the student requests of one rollout replayed, no episodes):", "",
+             f"{report['ceiling_at_concurrency_1']:.1f}).", "",
+             "The server alone (the student requests of one rollout replayed, no episodes):", "",
              "| requests in flight | requests/s | server CPU s / request | latency s |", "|---|---|---|---|"]
     rows += [f"| {r['in_flight']} | {r['requests_per_s']:.2f} | {r['server_cpu_s_per_request']:.3f} "
              f"| {r['latency_s']:.2f} |" for r in report.get("server_alone", [])]
@@ -242,6 +243,7 @@ def main() -> None:
     derive(report)
     atomic_write_json(a.out, report)
     print(report["table"])
+
 
 if __name__ == "__main__":
     main()
