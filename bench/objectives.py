@@ -258,7 +258,8 @@ def iteration_result(p: Params, k: int) -> dict:
             "teacher_calls": labels["states"],  # its label of every visited state, its own actions among them
             "rollout_tokens": rollout_tokens(p, k), "train_steps": trained["steps"],
             "loss_after": trained["loss_after"], "generation_budget": curriculum.get("budget"),
-            "curriculum_entropy": curriculum.get("student_entropy")}
+            "curriculum_entropy": curriculum.get("student_entropy"),
+            "behaviour_known": trained.get("behaviour_known")}  # DistIL: share of tokens its clip could use
 
 
 def arm_run(job: tuple) -> dict:

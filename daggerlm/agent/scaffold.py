@@ -78,7 +78,8 @@ class ActorModel:
         self.turn += 1
         start = time.monotonic()
         completion = self.policies[actor].complete([request])[0]
-        extra = {"actor": actor, "meta": completion.meta, "policy_s": time.monotonic() - start}
+        extra = {"actor": actor, "meta": completion.meta, "policy_s": time.monotonic() - start,
+                 "token_ids": completion.token_ids, "token_logp": completion.token_logp}
         if completion.meta.get("error"):
             raise PolicyFailed({"role": "exit", "content": f"{actor} failed: {completion.meta['error']}",
                                 "extra": {**extra, "actions": [], "exit_status": POLICY_ERROR, "submission": ""}})
@@ -140,6 +141,7 @@ class EpisodeAgent(DefaultAgent):
         self.trajectory.turns.append(Turn(
             index=len(self.trajectory.turns), prefix_len=prefix_len, snapshot=snapshot, actor=extra["actor"],
             response=message["content"], action=action, policy_s=round(extra["policy_s"], 4), meta=extra["meta"],
+            token_ids=extra.get("token_ids"), token_logp=extra.get("token_logp"),
             label=message["content"] if extra["actor"] == "teacher" and not extra["meta"].get("error") else None))
 
     def execute_actions(self, message: dict) -> list[dict]:

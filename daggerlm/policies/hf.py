@@ -47,6 +47,32 @@ class RowSampler(LogitsProcessor):
         return out
 
 
+class BehaviourLogp(LogitsProcessor):
+    """Records each row's log-prob of the token it emits, from the logits as the model gave them
+    (temperature 1, before top-p, like vLLM's default `raw_logprobs`). The token chosen at step t is
+    seen at step t+1, so only one step's log-probs are held (not generate's `output_logits`, which keeps
+    every step's full vocabulary)."""
+
+    def __init__(self):
+        self.pending: torch.Tensor | None = None
+        self.steps: list[torch.Tensor] = []
+
+    def _take(self, chosen: torch.Tensor) -> None:
+        if self.pending is not None:
+            self.steps.append(self.pending.gather(-1, chosen.unsqueeze(-1)).squeeze(-1).cpu())
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self._take(input_ids[:, -1])
+        self.pending = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def per_row(self, last: torch.Tensor) -> list[list[float]]:
+        """Each row's log-probs, given the tokens of the last step."""
+        self._take(last)
+        self.pending = None
+        return torch.stack(self.steps, dim=1).tolist() if self.steps else [[] for _ in range(len(last))]
+
+
 def chat_ids(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> list[int]:
     """Token ids of `messages` under the tokenizer's chat template (some versions return a BatchEncoding)."""
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=True)
@@ -134,7 +160,8 @@ class HFPolicy:
             return []
         s, tok = self.sampling, self.tokenizer
         input_ids, mask, truncated = self._encode(requests)
-        processors = LogitsProcessorList()
+        behaviour = BehaviourLogp()
+        processors = LogitsProcessorList([behaviour])  # first: it sees the logits before sampling
         if s.temperature > 0:
             seeds = [r.seed if r.seed is not None else 0 for r in requests]
             processors.append(RowSampler(seeds, s.temperature, s.top_p))
@@ -144,11 +171,13 @@ class HFPolicy:
                                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
                                       temperature=None, top_p=None, top_k=None)
         completions = []
-        for row, cut in zip(out[:, input_ids.shape[1]:].tolist(), truncated):
+        generated = out[:, input_ids.shape[1]:]
+        for row, logp, cut in zip(generated.tolist(), behaviour.per_row(generated[:, -1]), truncated):
             n = next((i + 1 for i, t in enumerate(row) if t == tok.eos_token_id), None)
             body = row[:n] if n else row
             completions.append(Completion(
                 tok.decode(body, skip_special_tokens=True),
                 {"policy": self.identity, "completion_tokens": len(body), "prompt_truncated_tokens": cut,
-                 "finish_reason": "stop" if n else "length"}))
+                 "finish_reason": "stop" if n else "length"},
+                token_ids=body, token_logp=[round(v, 6) for v in logp[:len(body)]]))
         return completions

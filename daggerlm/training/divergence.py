@@ -107,21 +107,45 @@ def future_returns(per_token: torch.Tensor, mask: torch.Tensor, gamma: float,
     return out
 
 
+def clipped_score(logp: torch.Tensor, behaviour_logp: torch.Tensor | None, advantage: torch.Tensor,
+                  clip: float = 0.2) -> torch.Tensor:
+    """PPO's clipped surrogate for a cost: max(r·A, clip(r, 1−ε, 1+ε)·A), r = p_now(y) / p_behaviour(y).
+
+    Its gradient at r = 1 is A·∇log p, the score-function term; once an update has moved a token's
+    probability ε away from the model that sampled it, in the direction A asks, the token's gradient
+    stops. Without the clip, a dataset reused for several epochs pushes every above-average token down
+    without bound. Where the behaviour log-prob is unknown (NaN, or no tensor) r is 1 with the gradient
+    of log p: the plain score-function term, unclipped."""
+    old = logp.detach() if behaviour_logp is None else torch.where(behaviour_logp.isnan(), logp.detach(),
+                                                                   behaviour_logp.to(logp))
+    ratio = (logp - old).exp()
+    return torch.maximum(ratio * advantage, ratio.clamp(1 - clip, 1 + clip) * advantage)
+
+
 def objective_loss(student_logits: torch.Tensor, mask: torch.Tensor, targets: Targets, *, alpha: float = 1.0,
                    temperature: float = 1.0, gamma: float = 0.0, carry: torch.Tensor | None = None,
+                   behaviour_logp: torch.Tensor | None = None,
                    num_items_in_batch: int | torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """The batch loss and its statistics (mean forward KL, reverse KL, student entropy per token).
 
     With `gamma` > 0 (DistIL), each token's log-prob is also pushed by the discounted disagreement
     that follows it (`future_returns` of the per-token forward KL, detached): the score-function part
-    of the gradient of the sequence's total disagreement, for sequences the student sampled."""
+    of the gradient of the sequence's total disagreement, for sequences the student sampled. The
+    returns are centred on the batch's mean (a baseline: the expected gradient is unchanged, its
+    variance lower) and the term is clipped against the student's behaviour log-prob of each token
+    (`behaviour_logp`, (B, T), NaN where unknown; `clipped_score`), both at temperature 1."""
     mask = mask.bool()
     terms = token_terms(student_logits, mask, targets, alpha, temperature)
     surrogate = terms.surrogate
     if gamma > 0:
         dense = torch.zeros(mask.shape, dtype=terms.forward.dtype, device=mask.device)
         dense[mask] = terms.forward.detach()
-        surrogate = surrogate + future_returns(dense, mask, gamma, carry)[mask] * terms.student_logp
+        returns = future_returns(dense, mask, gamma, carry)[mask]
+        own = terms.student_logp if temperature == 1 else (
+            F.log_softmax(student_logits[mask].float(), dim=-1).gather(-1, targets.labels[mask].unsqueeze(-1))
+            .squeeze(-1))
+        behaviour = behaviour_logp[mask] if behaviour_logp is not None else None
+        surrogate = surrogate + clipped_score(own, behaviour, returns - returns.mean())
     denom = num_items_in_batch if num_items_in_batch is not None else mask.sum().clamp_min(1)
     if isinstance(denom, torch.Tensor):
         denom = denom.to(surrogate.device)

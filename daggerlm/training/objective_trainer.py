@@ -80,13 +80,27 @@ def stored_targets(scores: Scores, input_ids: torch.Tensor, attention_mask: torc
     return Targets("hard", labels, token_logp=token_logp)
 
 
+def behaviour_at(behaviour: dict[tuple[int, ...], list[float]], input_ids: torch.Tensor,
+                 attention_mask: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) the student's behaviour log-prob of each completion token (`training.behaviour`), NaN
+    where unknown."""
+    out = torch.full(mask.shape, float("nan"), device=mask.device)
+    for b in range(mask.shape[0]):
+        ids = input_ids[b] if attention_mask is None else input_ids[b][attention_mask[b].bool()]
+        if (logp := behaviour.get(tuple(ids.tolist()))) is not None:
+            out[b, mask[b].nonzero().squeeze(-1)] = torch.tensor(logp, dtype=torch.float32, device=mask.device)
+    return out
+
+
 class ObjectiveTrainer(SFTTrainer):
-    """SFTTrainer whose loss is `objective` (α-mixed forward/reverse KL, DistIL's future term)."""
+    """SFTTrainer whose loss is `objective` (α-mixed forward/reverse KL, DistIL's future term, clipped
+    against the student's `behaviour` log-probs where the rollout recorded them)."""
 
     def __init__(self, *args, objective: ObjectiveConfig = ObjectiveConfig(), teacher=None,
-                 scores: Scores | None = None, **kwargs):
+                 scores: Scores | None = None, behaviour: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.objective = objective
+        self.behaviour = behaviour or {}
         self.teacher = teacher.eval() if teacher is not None else None
         self.scores = scores
         self.totals: dict[str, list[float]] = {}
@@ -118,9 +132,11 @@ class ObjectiveTrainer(SFTTrainer):
                                      self.objective)
         else:
             targets = Targets("hard", tokens)
+        behaviour = (behaviour_at(self.behaviour, inputs["input_ids"], inputs.get("attention_mask"), mask)
+                     if self.objective.gamma > 0 else None)
         loss, stats = objective_loss(outputs.logits[:, :-1], mask, targets, alpha=self.objective.alpha,
                                      temperature=self.objective.temperature, gamma=self.objective.gamma,
-                                     num_items_in_batch=num_items_in_batch)
+                                     behaviour_logp=behaviour, num_items_in_batch=num_items_in_batch)
         mode = "train" if model.training else "eval"
         for name, value in stats.items():
             self._metrics[mode][name].append(value)

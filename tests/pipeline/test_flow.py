@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -77,33 +78,53 @@ def _rollout_results(prefect_home, k):
     return list((prefect_home / "storage").glob(f"rollout-{k}-*"))
 
 
+LOGP = ("token_logp", "student_token_logp")
+"""The student's log-probs of its own tokens: float noise apart between batchings (compared with a tolerance)."""
+
+
 def _comparable(value):
-    """What two runs may differ in: wall-clock fields (policy_s, env_s, wall_s), and whether a label
-    was a teacher call or a cache hit (labels the killed attempt paid for are hits after the restart)."""
+    """What two runs may differ in: wall-clock fields (policy_s, env_s, wall_s), whether a label was a
+    teacher call or a cache hit (labels the killed attempt paid for are hits after the restart), and
+    the last digits of the student's log-probs, which are compared apart (`_log_probs`)."""
     if isinstance(value, dict):
-        return {k: _comparable(v) for k, v in value.items() if not k.endswith("_s") and k != "cache"}
+        return {k: _comparable(v) for k, v in value.items() if not k.endswith("_s") and k not in ("cache", *LOGP)}
     if isinstance(value, list):
         return [_comparable(v) for v in value]
     return value
 
 
+def _log_probs(value) -> list[float]:
+    """Every student log-prob in a trajectory, in order."""
+    if isinstance(value, dict):
+        return [x for k, v in value.items() for x in (v or [] if k in LOGP else _log_probs(v))]
+    if isinstance(value, list):
+        return [x for v in value for x in _log_probs(v)]
+    return []
+
+
 def _trajectories(path):
-    return [_comparable(json.loads(line)) for line in path.read_text().splitlines()]
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    return [_comparable(r) for r in records], _log_probs(records)
 
 
 def _examples(path):
     frame = pd.read_parquet(path)
     frame["teacher_meta"] = [json.dumps(_comparable(json.loads(m)), sort_keys=True) for m in frame["teacher_meta"]]
-    return frame
+    logp = [x for row in frame.student_token_logp if row is not None for x in row]
+    return frame.drop(columns="student_token_logp"), logp
 
 
 def _same_data(a, b):
     for k in (0, 1):
         for stage in ("rollouts", "labels"):
             path = f"data/{stage}/iter_{k}/trajectories.jsonl"
-            assert _trajectories(a / path) == _trajectories(b / path), path
+            (records_a, logp_a), (records_b, logp_b) = _trajectories(a / path), _trajectories(b / path)
+            assert records_a == records_b, path
+            assert np.allclose(logp_a, logp_b, atol=1e-4), path
         path = f"data/aggregated/iter_{k}/train.parquet"
-        pd.testing.assert_frame_equal(_examples(a / path), _examples(b / path))
+        (frame_a, logp_a), (frame_b, logp_b) = _examples(a / path), _examples(b / path)
+        pd.testing.assert_frame_equal(frame_a, frame_b)
+        assert np.allclose(logp_a, logp_b, atol=1e-4), path
         path = f"data/eval/iter_{k}/metrics.json"
         assert (a / path).read_text() == (b / path).read_text(), path
     path = "data/report/iterations.json"

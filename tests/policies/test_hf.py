@@ -75,3 +75,27 @@ def test_missing_checkpoint_names_its_path(tmp_path):
     missing = tmp_path / "no_such_checkpoint"
     with pytest.raises(InputError, match=f"{missing}: checkpoint not found"):
         make_policy("hf", model=str(missing))
+
+
+def test_behaviour_logp_is_the_models_own_log_prob_of_each_generated_token(tiny_model_dir, eval_instances):
+    """What an importance ratio divides by: the sampling model's temperature-1 log-prob of every token it
+    emitted, the same whether the request was batched or alone."""
+    import torch
+
+    from daggerlm.policies.hf import chat_ids
+
+    policy = make_policy("hf", model=str(tiny_model_dir), sampling=Sampling(temperature=0.7, max_new_tokens=16))
+    batch = _requests(eval_instances[:3], [5, 6, 7])
+    together = policy.complete(batch)
+    for request, completion in zip(batch, together):
+        assert len(completion.token_ids) == len(completion.token_logp) == completion.meta["completion_tokens"]
+        assert policy.tokenizer.decode(completion.token_ids, skip_special_tokens=True) == completion.text
+        prompt = chat_ids(policy.tokenizer, request.messages, add_generation_prompt=True)
+        ids = torch.tensor([prompt + completion.token_ids])
+        with torch.no_grad():
+            logp = torch.log_softmax(policy.model(input_ids=ids).logits[0, len(prompt) - 1:-1].float(), dim=-1)
+        own = logp.gather(-1, torch.tensor(completion.token_ids).unsqueeze(-1)).squeeze(-1)
+        assert torch.allclose(own, torch.tensor(completion.token_logp), atol=1e-4)
+        alone = policy.complete([request])[0]
+        assert alone.token_ids == completion.token_ids
+        assert torch.allclose(torch.tensor(alone.token_logp), torch.tensor(completion.token_logp), atol=1e-4)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from daggerlm.training.divergence import Targets, future_returns, objective_loss, token_terms
+from daggerlm.training.divergence import Targets, clipped_score, future_returns, objective_loss, token_terms
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -141,3 +141,44 @@ def test_exact_divergences_are_nonnegative(alpha):
     student, teacher, labels, mask = _batch(7)
     loss, stats = objective_loss(student, mask, Targets("full", labels, full_logits=teacher), alpha=alpha)
     assert loss >= 0 and stats["forward_kl"] >= 0 and stats["reverse_kl"] >= 0
+
+
+def _optimise_one_token(advantage: float, behaviour: torch.Tensor | None, steps: int = 300) -> tuple[float, float]:
+    """(log p(y) before, after) `steps` of SGD on the clipped score term alone, on one fixed sample."""
+    z = torch.randn(V, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+    start = F.log_softmax(z, -1)[2].item()
+    optimiser = torch.optim.SGD([z], lr=0.05)
+    for _ in range(steps):
+        optimiser.zero_grad()
+        clipped_score(F.log_softmax(z, -1)[2:3], behaviour, torch.tensor([advantage])).sum().backward()
+        optimiser.step()
+    return start, F.log_softmax(z, -1)[2].item()
+
+
+@pytest.mark.parametrize("advantage, bound", [(1.0, 0.8), (-1.0, 1.2)])
+def test_the_clip_stops_a_reused_sample_epsilon_from_the_model_that_sampled_it(advantage, bound):
+    """DistIL's score term on a dataset reused for epochs: clipped, a token's probability moves to
+    (1 ± ε) of its behaviour probability and stops; unclipped (behaviour unknown) it is pushed on."""
+    start, _ = _optimise_one_token(advantage, None, steps=0)
+    _, clipped = _optimise_one_token(advantage, torch.tensor([start]))
+    ratio = torch.tensor(clipped - start).exp().item()
+    assert 0 <= (bound - ratio) * advantage < 0.05  # at the bound, past it by at most the last step
+    _, unclipped = _optimise_one_token(advantage, None)
+    assert (clipped - unclipped) * advantage > 0.5  # the unclipped term went much further
+    if advantage > 0:
+        assert unclipped < start - 3
+
+
+def test_on_policy_the_clipped_distil_term_is_the_plain_score_function():
+    """With the behaviour log-probs equal to the current ones (the first step on fresh data) the clip
+    changes no gradient: the term is the unclipped one, known or unknown behaviour alike."""
+    student, teacher, labels, mask = _batch(6)
+    targets = Targets("full", labels, full_logits=teacher)
+    current = F.log_softmax(student, -1).gather(-1, labels[..., None])[..., 0]
+    grads = []
+    for behaviour in (None, current, torch.where(mask, current, float("nan"))):
+        z = student.clone().requires_grad_(True)
+        objective_loss(z, mask, targets, gamma=0.5, behaviour_logp=behaviour)[0].backward()
+        grads.append(z.grad)
+    torch.testing.assert_close(grads[0], grads[1])
+    torch.testing.assert_close(grads[0], grads[2])
