@@ -54,6 +54,16 @@ class RateLimiter(ProcessLocal):
         time.sleep(max(0.0, start - now))
 
 
+def generated_tokens(choice) -> tuple[list[int] | None, list[float] | None]:
+    """(token ids, log-probs) of a chat choice asked with `logprobs` and vLLM's
+    `return_tokens_as_token_ids` (each token reads `token_id:N`); (None, None) from a server that
+    gives no log-probs or names its tokens by text only (the ids could not be recovered exactly)."""
+    content = getattr(choice.logprobs, "content", None) if choice.logprobs else None
+    if not content or not all(item.token.startswith("token_id:") for item in content):
+        return None, None
+    return [int(item.token.removeprefix("token_id:")) for item in content], [item.logprob for item in content]
+
+
 class OpenAIPolicy(ProcessLocal):
     server_batched = True
     """Requests go out as soon as episodes make them; the server batches them (continuous batching)."""
@@ -62,9 +72,10 @@ class OpenAIPolicy(ProcessLocal):
     def __init__(self, base_url: str, model: str, sampling: Sampling | None = None, *,
                  api_key_env: str = "OPENAI_API_KEY", stop: list[str] | None = None, timeout_s: float = 120.0,
                  max_retries: int = 4, concurrency: int = 32, requests_per_minute: float | None = None,
-                 send_state: bool = False, fingerprint: str | None = None, provider: str | None = None):
+                 send_state: bool = False, logprobs: bool = False, fingerprint: str | None = None,
+                 provider: str | None = None):
         self.model, self.sampling, self.stop = model, sampling or Sampling(), list(stop or [])
-        self.send_state = send_state
+        self.send_state, self.logprobs = send_state, logprobs
         self._client_args = (base_url, api_key_env, timeout_s, max_retries)
         self.concurrency = concurrency
         self._fresh()
@@ -101,8 +112,14 @@ class OpenAIPolicy(ProcessLocal):
             body["stop"] = self.stop
         if r.seed is not None:
             body["seed"] = r.seed
+        extra: dict[str, Any] = {}
         if self.send_state:  # privileged teachers behind HTTP (our oracle server) need the state
-            body["extra_body"] = {"daggerlm_state": {"instance_id": r.instance.instance_id, "snapshot": r.snapshot}}
+            extra["daggerlm_state"] = {"instance_id": r.instance.instance_id, "snapshot": r.snapshot}
+        if self.logprobs:  # each generated token's log-prob, its id named (vLLM's extension)
+            body["logprobs"] = True
+            extra["return_tokens_as_token_ids"] = True
+        if extra:
+            body["extra_body"] = extra
         return body
 
     def _one(self, r: PolicyRequest) -> Completion:
@@ -118,7 +135,9 @@ class OpenAIPolicy(ProcessLocal):
                                        "status_code": status, "latency_s": round(time.monotonic() - start, 3)})
         choice = response.choices[0]
         usage = response.usage.model_dump() if response.usage else {}
+        token_ids, token_logp = generated_tokens(choice)
         return Completion(choice.message.content or "", {
             "policy": self.identity, "response_id": response.id, "model": response.model,
             "finish_reason": choice.finish_reason, "usage": usage, "retries": raw.retries_taken,
-            "latency_s": round(time.monotonic() - start, 3), "seed": r.seed})
+            "latency_s": round(time.monotonic() - start, 3), "seed": r.seed},
+            token_ids=token_ids, token_logp=token_logp)

@@ -11,7 +11,9 @@ from vLLM's source:
   plain text; errors are `{"error": {message, type, param, code}}` (serve/lora/api_router.py,
   models/serving.py)
 - POST /v1/chat/completions: only for a served name or a loaded adapter, else 404 "The model `x` does
-  not exist." (engine/serving.py `_check_model`); answers FAKE_VLLM_REPLY.
+  not exist." (engine/serving.py `_check_model`); answers FAKE_VLLM_REPLY, with `logprobs` the served
+  model's log-prob of each of its tokens (and the end-of-turn), named `token_id:N` under
+  `return_tokens_as_token_ids` (ChatCompletionLogProbs: content of {token, logprob, bytes, top_logprobs}).
 - POST /v1/completions with `prompt_logprobs` (token ids or text): the served model's own log-probs,
   computed with transformers when MODEL_TAG is a directory; k above `--max-logprobs` (20) and
   `stream` with prompt logprobs are 400s with vLLM's messages.
@@ -151,7 +153,8 @@ def chat(s: State, body: dict) -> tuple[int, dict]:
         "choices": [{"index": 0, "message": {"role": "assistant", "content": reply, "refusal": None,
                                              "annotations": None, "audio": None, "function_call": None,
                                              "tool_calls": [], "reasoning_content": None},
-                     "logprobs": None, "finish_reason": "stop", "stop_reason": None}],
+                     "logprobs": chat_logprobs(s, body["messages"], reply, body.get("return_tokens_as_token_ids"))
+                     if body.get("logprobs") else None, "finish_reason": "stop", "stop_reason": None}],
         "service_tier": None, "system_fingerprint": None,
         "usage": {"prompt_tokens": prompt, "total_tokens": prompt + completion, "completion_tokens": completion,
                   "prompt_tokens_details": None},
@@ -165,6 +168,22 @@ def _scorer(s: State):
 
         s.scorer = (AutoModelForCausalLM.from_pretrained(s.model).eval(), AutoTokenizer.from_pretrained(s.model))
     return s.scorer
+
+
+def chat_logprobs(s: State, messages: list[dict], reply: str, as_ids: bool) -> dict:
+    """The served model's raw log-prob of each token of `reply` and its end-of-turn, after the chat prompt."""
+    import torch
+
+    lm, tokenizer = _scorer(s)
+    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    prompt = prompt["input_ids"] if hasattr(prompt, "keys") else prompt
+    ids = tokenizer(reply, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    with torch.no_grad():
+        logits = lm(input_ids=torch.tensor([prompt + ids])).logits[0, len(prompt) - 1:-1]
+    logp = torch.log_softmax(logits.float(), -1)
+    return {"content": [{"token": f"token_id:{i}" if as_ids else tokenizer.decode([i]), "logprob": logp[n, i].item(),
+                         "bytes": list(tokenizer.decode([i]).encode()), "top_logprobs": []}
+                        for n, i in enumerate(ids)]}
 
 
 def completions(s: State, body: dict) -> tuple[int, dict]:

@@ -275,3 +275,32 @@ def test_requests_for_an_unknown_model_fail_with_vllms_message(tmp_path, fake_vl
     assert failed.meta["error"] == "NotFoundError: Error code: 404 - The model `nope` does not exist."
     assert failed.meta["status_code"] == 404
     assert refused.meta["error"] == "AuthenticationError: Error code: 401 - Unauthorized"
+
+
+def test_a_served_student_records_its_log_prob_of_each_token_it_generated(tmp_path, fake_vllm, eval_instances,
+                                                                          runtime, tiny_model_dir):
+    """With `endpoint.logprobs` the chat request asks for them by token id (vLLM's
+    `return_tokens_as_token_ids`), and the turn keeps the served model's own log-prob of each token."""
+    import torch
+
+    from daggerlm.policies.hf import chat_ids, load_model_and_tokenizer
+
+    student = _student(tmp_path, lora=False, endpoint={"max_retries": 0, "timeout_s": 60, "logprobs": True})
+    with open_student(student, str(tiny_model_dir)) as policy:
+        traj = run_episode(eval_instances[0], {"student": policy}, lambda t: "student", runtime=runtime,
+                           agent=AgentConfig())
+    turn = traj.turns[0]
+    chat = next(e for e in _events(fake_vllm) if e.get("path") == "/v1/chat/completions")["body"]
+    assert chat["logprobs"] is True and chat["return_tokens_as_token_ids"] is True
+    model, tokenizer = load_model_and_tokenizer(str(tiny_model_dir))
+    assert tokenizer.decode(turn.token_ids, skip_special_tokens=True) == turn.response == REPLY
+    prompt = chat_ids(tokenizer, traj.messages[:turn.prefix_len], add_generation_prompt=True)
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([prompt + turn.token_ids])).logits[0, len(prompt) - 1:-1]
+    own = torch.log_softmax(logits.float(), -1).gather(-1, torch.tensor(turn.token_ids)[:, None])[:, 0]
+    torch.testing.assert_close(torch.tensor(turn.token_logp), own, atol=1e-4, rtol=0)
+
+    plain = _student(tmp_path, lora=False, log_dir=str(tmp_path / "logs2"))  # without: nothing asked, none kept
+    with open_student(plain, str(tiny_model_dir)) as policy:
+        [done] = policy.complete([_request(eval_instances[0])])
+    assert done.token_ids is None and done.token_logp is None
