@@ -28,7 +28,8 @@ generation length (tokens per action), teacher calls (turns the teacher acted or
 Writes `objectives.json` (every number), `objectives.png` and `objectives.md` to --out. An interrupted
 run resumes: finished bases and (seed, arm) runs are kept under --out/work (or --bases for the bases:
 they are named by their whole recipe, so another bench's work dir can lend its bases). Seeds run apart (a
-session or a machine each) join with `--merge A/objectives.json B/objectives.json --out DIR`.
+session or a machine each) join with `--merge A/objectives.json B/objectives.json --out DIR`; arms rerun
+after a fix (`--arms ... --out NEW`) replace their runs with `--replace OLD/objectives.json NEW/objectives.json`.
 """
 
 from __future__ import annotations
@@ -437,6 +438,24 @@ def merge(parts: list[Path], out: Path) -> dict:
     return report
 
 
+def replace_arms(report_path: Path, rerun_path: Path, out: Path) -> dict:
+    """The report with the rerun's arms (the same setting and seeds, after a fix) in place of its own
+    runs of them, summarized and judged again; `replaced` records what and from where."""
+    report, rerun = (json.loads(path.read_text()) for path in (report_path, rerun_path))
+    names = tuple(f.name for f in fields(Setting))
+    if (a := {k: report[k] for k in names}) != (b := {k: rerun[k] for k in names}):
+        differ = sorted(k for k in names if a[k] != b[k])
+        raise SystemExit(f"{rerun_path}: {', '.join(differ)} differ from {report_path}'s: rerun arms of one setting")
+    arms = sorted({r["arm"] for r in rerun["runs"]})
+    runs = [r for r in report["runs"] if r["arm"] not in arms] + rerun["runs"]
+    summary = summarize(runs)
+    report = {**report, "runs": runs, "summary": summary, "claims": claims(summary),
+              "replaced": [*report.get("replaced", []), {"arms": arms, "from": str(rerun_path),
+                                                         "wall_s": rerun["wall_s"]}]}
+    write_report(report, Setting(**{k: report[k] for k in names} | {"seeds": tuple(report["seeds"])}), out)
+    return report
+
+
 def write_report(report: dict, s: Setting, out: Path) -> None:
     atomic_write_json(out / "objectives.json", report)
     table = markdown(report["summary"], report["bases"], s)
@@ -460,10 +479,15 @@ def main() -> None:
                     "the science check's work dir lends its bases: the teacher is its recipe)")
     ap.add_argument("--merge", type=Path, nargs="+", metavar="OBJECTIVES.json",
                     help="join objectives.json files of one setting on disjoint seeds into --out's report")
+    ap.add_argument("--replace", type=Path, nargs=2, metavar=("REPORT.json", "RERUN.json"),
+                    help="the report with RERUN's arms (rerun on its setting and seeds) in place of its own, to --out")
     ap.add_argument("--out", type=Path, help="default: bench/results/objectives-SETTING")
     a = ap.parse_args()
     if a.merge:
         merge(a.merge, a.out or Path("bench/results/objectives-merged"))
+        return
+    if a.replace:
+        replace_arms(*a.replace, a.out or a.replace[0].parent)
         return
     a.setting = "quick" if a.quick else a.setting
     s = SETTINGS[a.setting]

@@ -103,3 +103,23 @@ def test_parts_on_disjoint_seeds_merge_into_the_report_of_all_their_runs(tmp_pat
     assert (tmp_path / "out" / "objectives.png").is_file()
     with pytest.raises(SystemExit, match="seeds \\[0, 0\\] repeat"):
         objectives.merge([parts[0], parts[0]], tmp_path / "bad")
+
+
+def test_a_rerun_of_some_arms_replaces_their_runs_and_the_claims_are_judged_again(tmp_path):
+    s = objectives.SETTINGS["quick"]
+    report = {"bench": "objectives", **objectives.asdict(s), "seeds": [0, 1], "wall_s": 10.0, "bases": [],
+              "runs": _runs()}
+    rerun = {**report, "wall_s": 3.0, "runs": [_run("curriculum", seed, 0.5 + 0.02 * seed, 1.0, rollout_tokens=40.0)
+                                               for seed in (0, 1)]}
+    for name, r in (("report", report), ("rerun", rerun)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(r))
+    before = objectives.claims(objectives.summarize(report["runs"]))
+    after = objectives.replace_arms(tmp_path / "report.json", tmp_path / "rerun.json", tmp_path / "out")
+    assert sum(r["arm"] == "curriculum" for r in after["runs"]) == 2 and len(after["runs"]) == len(report["runs"])
+    assert after["summary"]["curriculum"]["rollout_tokens"]["mean"] == 40.0
+    key = "the curriculum shortens generations at equal resolve rate"
+    assert before[key]["holds"] and not after["claims"][key]["holds"]
+    assert after["replaced"] == [{"arms": ["curriculum"], "from": str(tmp_path / "rerun.json"), "wall_s": 3.0}]
+    (tmp_path / "other.json").write_text(json.dumps({**rerun, "iterations": 5}))
+    with pytest.raises(SystemExit, match="iterations differ"):
+        objectives.replace_arms(tmp_path / "report.json", tmp_path / "other.json", tmp_path / "bad")
