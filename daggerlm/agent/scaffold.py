@@ -78,8 +78,9 @@ class ActorModel:
         self.turn += 1
         start = time.monotonic()
         completion = self.policies[actor].complete([request])[0]
-        extra = {"actor": actor, "meta": completion.meta, "policy_s": time.monotonic() - start,
-                 "token_ids": completion.token_ids, "token_logp": completion.token_logp}
+        extra = {"actor": actor, "meta": completion.meta, "policy_s": time.monotonic() - start}
+        if actor == "student":  # its behaviour log-probs (a teacher's answer may come from the label cache)
+            extra |= {"token_ids": completion.token_ids, "token_logp": completion.token_logp}
         if completion.meta.get("error"):
             raise PolicyFailed({"role": "exit", "content": f"{actor} failed: {completion.meta['error']}",
                                 "extra": {**extra, "actions": [], "exit_status": POLICY_ERROR, "submission": ""}})

@@ -30,9 +30,9 @@ class Turn(BaseModel):
     env_s: float = 0.0
     meta: dict = Field(default_factory=dict)
     token_ids: list[int] | None = None
-    """The response's tokens as the actor generated them, where its policy knows them (`Completion`)."""
+    """The student's response's tokens as it generated them, where its policy knows them (`Completion`)."""
     token_logp: list[float] | None = None
-    """Their log-probs under the actor's model when it sampled them (temperature 1, before top-p)."""
+    """Their log-probs under the student's model when it sampled them (temperature 1, before top-p)."""
 
 
 class Trajectory(BaseModel):

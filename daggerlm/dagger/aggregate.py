@@ -30,7 +30,8 @@ def read_parquet(path: str | Path) -> pd.DataFrame:
 
 
 def content_hash(frame: pd.DataFrame) -> str:
-    """Over each state and its label, and the teacher's scores where the label stage stored them."""
+    """Over each state and its label, and the teacher's scores where the label stage stored them (not the
+    student's behaviour log-probs: the same episode batched otherwise gives them a few last digits apart)."""
     columns = ["state_hash", "completion", *(c for c in SCORE_COLUMNS if c in frame)]
     return stable_hash([[plain_python(v) for v in row] for row in zip(*(frame[c] for c in columns))], length=32)
 

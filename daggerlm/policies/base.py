@@ -32,7 +32,7 @@ class Completion:
     meta: dict[str, Any] = field(default_factory=dict)
     """What makes the completion auditable: response id, usage, finish reason, sampling parameters."""
     token_ids: list[int] | None = None
-    """The generated tokens, where the policy knows them (the `hf` student)."""
+    """The generated tokens, where the policy knows them (`hf`; a vLLM server asked for `logprobs`)."""
     token_logp: list[float] | None = None
     """Each generated token's log-prob under the model that sampled it, at temperature 1 before top-p
     (vLLM's default `raw_logprobs`): the behaviour log-prob an off-policy objective's importance ratio needs."""

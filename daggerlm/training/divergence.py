@@ -131,8 +131,8 @@ def objective_loss(student_logits: torch.Tensor, mask: torch.Tensor, targets: Ta
     With `gamma` > 0 (DistIL), each token's log-prob is also pushed by the discounted disagreement
     that follows it (`future_returns` of the per-token forward KL, detached): the score-function part
     of the gradient of the sequence's total disagreement, for sequences the student sampled. The
-    returns are centred on the batch's mean (a baseline: the expected gradient is unchanged, its
-    variance lower) and the term is clipped against the student's behaviour log-prob of each token
+    returns are centred on the batch's mean (a baseline: lower variance, at a bias of the order of one
+    over the batch's tokens, since each token is in its own mean) and the term is clipped against the student's behaviour log-prob of each token
     (`behaviour_logp`, (B, T), NaN where unknown; `clipped_score`), both at temperature 1."""
     mask = mask.bool()
     terms = token_terms(student_logits, mask, targets, alpha, temperature)
