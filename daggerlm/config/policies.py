@@ -45,8 +45,8 @@ class EndpointConfig(Section):
     logprobs: bool = False
     """The server returns log-probs (vLLM: `logprobs`/`top_logprobs` on chat, `prompt_logprobs` on
     completions); `transformers serve` and many hosted APIs do not, which limits a teacher to text labels.
-    A served student's chat replies then carry each generated token's log-prob (by id, vLLM's
-    `return_tokens_as_token_ids`): the behaviour log-probs DistIL's clip uses."""
+    A served student then asks for each generated token's log-prob on its chat replies (by id, vLLM's
+    `return_tokens_as_token_ids`): the behaviour log-probs DistIL's clip uses; a teacher's labels do not."""
     price_input_per_mtok: float = Field(0.0, ge=0)
     """Cost of a million prompt tokens, for the per-iteration cost report."""
     price_output_per_mtok: float = Field(0.0, ge=0)
@@ -64,7 +64,7 @@ class EndpointConfig(Section):
                 "api_key_env": self.api_key_env, "stop": self.stop, "timeout_s": self.timeout_s,
                 "max_retries": self.max_retries, "concurrency": self.concurrency,
                 "requests_per_minute": self.requests_per_minute, "send_state": self.send_state,
-                "logprobs": self.logprobs, "fingerprint": fingerprint}
+                "fingerprint": fingerprint}
 
 
 class StudentServerConfig(Section):

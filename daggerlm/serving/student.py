@@ -106,4 +106,5 @@ def _open_policy(student: StudentConfig, checkpoint: str) -> Iterator[Policy]:
                 vllm.require_served(base_url, model, key)
         served = client_endpoint(student, base_url, model)
         yield make_policy("openai", **served.policy_kwargs(student.sampling, fingerprint=fingerprint),
+                          logprobs=served.logprobs,  # its behaviour log-probs
                           **({"provider": provider} if provider else {}))
