@@ -427,11 +427,17 @@ def run(s: Setting, arms: list[str], extra: dict, out: Path, bases: Path | None 
     return report
 
 
+SETTING_FIELDS = tuple(f.name for f in fields(Setting))
+
+
+def setting_of(report: dict) -> Setting:
+    return Setting(**{**{name: report[name] for name in SETTING_FIELDS}, "seeds": tuple(report["seeds"])})
+
+
 def merge(parts: list[Path], out: Path) -> dict:
     """One report from runs of the same setting, arms and overrides on disjoint seeds, summarized again."""
-    names = tuple(f.name for f in fields(Setting))
-    report = join_parts(parts, names)
-    s = Setting(**{**{name: report[name] for name in names}, "seeds": tuple(report["seeds"])})
+    report = join_parts(parts, SETTING_FIELDS)
+    s = setting_of(report)
     summary = summarize(report["runs"])
     report = {**report, **asdict(s), "summary": summary, "claims": claims(summary)}
     write_report(report, s, out)
@@ -442,9 +448,7 @@ def replace_arms(report_path: Path, rerun_path: Path, out: Path) -> dict:
     """The report with the rerun's arms (the same setting and seeds, after a fix) in place of its own
     runs of them, summarized and judged again; `replaced` records what and from where."""
     report, rerun = (json.loads(path.read_text()) for path in (report_path, rerun_path))
-    names = tuple(f.name for f in fields(Setting))
-    if (a := {k: report[k] for k in names}) != (b := {k: rerun[k] for k in names}):
-        differ = sorted(k for k in names if a[k] != b[k])
+    if differ := [k for k in SETTING_FIELDS if report[k] != rerun[k]]:
         raise SystemExit(f"{rerun_path}: {', '.join(differ)} differ from {report_path}'s: rerun arms of one setting")
     arms = sorted({r["arm"] for r in rerun["runs"]})
     runs = [r for r in report["runs"] if r["arm"] not in arms] + rerun["runs"]
@@ -452,7 +456,7 @@ def replace_arms(report_path: Path, rerun_path: Path, out: Path) -> dict:
     report = {**report, "runs": runs, "summary": summary, "claims": claims(summary),
               "replaced": [*report.get("replaced", []), {"arms": arms, "from": str(rerun_path),
                                                          "wall_s": rerun["wall_s"]}]}
-    write_report(report, Setting(**{k: report[k] for k in names} | {"seeds": tuple(report["seeds"])}), out)
+    write_report(report, setting_of(report), out)
     return report
 
 

@@ -62,8 +62,7 @@ def relabel(trajectories: Sequence[Trajectory], instances: dict[str, Instance], 
                 "iteration": traj.iteration, "turn": turn.index, "actor": turn.actor,
                 "prompt": request.messages, "completion": [{"role": "assistant", "content": turn.label}],
                 "student_response": turn.response if turn.actor == "student" else None,
-                "student_token_ids": turn.token_ids if turn.actor == "student" else None,
-                "student_token_logp": turn.token_logp if turn.actor == "student" else None,
+                "student_token_ids": turn.token_ids, "student_token_logp": turn.token_logp,  # student turns only
                 "teacher": teacher.identity,
                 "teacher_meta": json.dumps(turn.meta.get("label_meta", turn.meta), sort_keys=True),
             })

@@ -59,7 +59,7 @@ class BehaviourLogp(LogitsProcessor):
 
     def _take(self, chosen: torch.Tensor) -> None:
         if self.pending is not None:
-            self.steps.append(self.pending.gather(-1, chosen.unsqueeze(-1)).squeeze(-1).cpu())
+            self.steps.append(self.pending.gather(-1, chosen.unsqueeze(-1)).squeeze(-1))  # on device: no sync
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         self._take(input_ids[:, -1])
@@ -70,7 +70,7 @@ class BehaviourLogp(LogitsProcessor):
         """Each row's log-probs, given the tokens of the last step."""
         self._take(last)
         self.pending = None
-        return torch.stack(self.steps, dim=1).tolist() if self.steps else [[] for _ in range(len(last))]
+        return torch.stack(self.steps, dim=1).cpu().tolist() if self.steps else [[] for _ in range(len(last))]
 
 
 def chat_ids(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> list[int]:

@@ -131,11 +131,12 @@ def train(aggregate: str | Path, init_model: str, out_dir: str | Path, config: T
     peft_config = None
     if config.mode == "lora" and not hasattr(model, "peft_config"):
         peft_config = LoraConfig(task_type="CAUSAL_LM", **config.lora)
-    behaviour = {}
+    behaviour, behaviour_known = {}, None
     if objective.gamma > 0:  # DistIL's importance ratio
         from daggerlm.training.behaviour import behaviour_logps, known_share
 
         behaviour = behaviour_logps(pd.read_parquet(aggregate), tokenizer, window)
+        behaviour_known = known_share(behaviour)
     trainer = ObjectiveTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer,
                                peft_config=peft_config, objective=objective, teacher=teacher, scores=scores,
                                behaviour=behaviour)
@@ -154,7 +155,7 @@ def train(aggregate: str | Path, init_model: str, out_dir: str | Path, config: T
             "seed": seed, "config": config.model_dump(),
             "precision": "bfloat16" if args.bf16 else "float16" if args.fp16 else "float32",
             "train_loss": result.training_loss, "objective_stats": trainer.means(),
-            "behaviour_known": known_share(behaviour) if objective.gamma > 0 else None,
+            "behaviour_known": behaviour_known,
             "loss_before": loss_before, "loss_after": loss_after,
             "steps": result.global_step, "processes": trainer.accelerator.num_processes,
             "loss_curve": [[row["step"], row["loss"]] for row in trainer.state.log_history if "loss" in row]}

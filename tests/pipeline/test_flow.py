@@ -96,7 +96,7 @@ def _comparable(value):
 def _log_probs(value) -> list[float]:
     """Every student log-prob in a trajectory, in order."""
     if isinstance(value, dict):
-        return [x for k, v in value.items() for x in (v or [] if k in LOGP else _log_probs(v))]
+        return [x for k, v in value.items() for x in ((v or []) if k in LOGP else _log_probs(v))]
     if isinstance(value, list):
         return [x for v in value for x in _log_probs(v)]
     return []
