@@ -69,10 +69,8 @@ TINY = {"vocab_size": 512, "hidden_size": 64, "intermediate_size": 128, "num_hid
         "corpus_instances": 30, "corpus_episodes": 2}
 
 
-def tiny_params(tmp_path: Path, **overrides):
-    """Params of a small but complete run: a tiny model, few instances, fast training."""
-    from daggerlm.config import load_params
-
+def tiny_overrides(tmp_path: Path, **overrides) -> dict:
+    """The params of a small but complete run that differ from the defaults, as {dotted key: value}."""
     base = {
         "data": str(tmp_path / "data"), "student.model": str(tmp_path / "data" / "checkpoints" / "iter_0"),
         "student.tiny": TINY, "student.sampling": {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 32},
@@ -82,7 +80,14 @@ def tiny_params(tmp_path: Path, **overrides):
                       "max_length": 2048, "logging_steps": 50, "disable_tqdm": True},
         "runtime.workdir": str(tmp_path), "agent.step_limit": 8, "evaluation.concurrency": 2,
     }
-    return load_params(None, {**base, **overrides})
+    return {**base, **overrides}
+
+
+def tiny_params(tmp_path: Path, **overrides):
+    """Params of a small but complete run: a tiny model, few instances, fast training."""
+    from daggerlm.config import load_params
+
+    return load_params(None, tiny_overrides(tmp_path, **overrides))
 
 
 @pytest.fixture(scope="session")

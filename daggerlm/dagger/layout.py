@@ -10,6 +10,10 @@ from pathlib import Path
 class Layout:
     root: Path
 
+    def params(self) -> Path:
+        """params.yaml resolved (every default filled in): what DVC and every stage after `params` read."""
+        return self.root / "params.resolved.yaml"
+
     def instances(self, split: str) -> Path:
         return self.root / "instances" / f"{split}.jsonl"
 

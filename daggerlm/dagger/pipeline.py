@@ -47,7 +47,12 @@ class Stage:
     disk, so dvc.yaml stays a function of params.yaml."""
 
 
+PARAMS_FILE = "params.yaml"
+"""The params file a user writes (DVC's default); stage `params` resolves it for every other stage."""
+
 STAGES: tuple[Stage, ...] = (
+    Stage("params", stages.stage_params, per_iteration=False, reads=(), param_deps=lambda p: [Path(PARAMS_FILE)],
+          deps=lambda lay, k: [], outs=lambda lay, k: [lay.params()]),
     Stage("instances", stages.stage_instances, per_iteration=False, param_deps=stages.instance_deps,
           reads=("instances", "runtime"),  # runtime: where a mutation source runs the libraries' suites
           deps=lambda lay, k: [], outs=lambda lay, k: [lay.root / "instances"]),
@@ -124,7 +129,7 @@ def run_stage(p: Params, name: str, k: int | None = None, runner: ItemRunner | N
 
 def dvc_yaml(p: Params) -> str:
     """dvc.yaml for these params: every stage of every iteration, paths under `data`, each stage's
-    params its declared reads. Regenerate it whenever `dagger.iterations`, `data`, `student.model`
+    params its declared reads, from the resolved params (stage `params`), which it also runs on. Regenerate it whenever `dagger.iterations`, `data`, `student.model`
     or `student.build_tiny` change."""
     lay = stages.layout(p)
     out: dict[str, Any] = {}
@@ -135,16 +140,18 @@ def dvc_yaml(p: Params) -> str:
         kinds["deps"] = [paths + [str(x) for x in s.param_deps(p)] for paths in kinds["deps"]]
         for kind, per_k in kinds.items():
             assert len({len(paths) for paths in per_k}) == 1, f"{s.name}.{kind}: not the same count each iteration"
+        resolved = str(lay.params())
+        source = "" if s.name == "params" else f" --params {resolved}"
         if not s.per_iteration:
-            entry = {"cmd": f"daggerlm stage {s.name}", **_entry(s, {kind: v[0] for kind, v in kinds.items()})}
-            out[s.name] = entry
+            out[s.name] = {"cmd": f"daggerlm stage {s.name}{source}",
+                           **_entry(s, {kind: v[0] for kind, v in kinds.items()}, resolved)}
             continue
         items = {str(k): {f"{kind}{i}": path for kind, v in kinds.items() for i, path in enumerate(v[k])}
                  for k in iterations}
         template = {kind: [f"${{item.{kind}{i}}}" for i in range(len(v[0]))] for kind, v in kinds.items()}
         out[s.name] = {"foreach": items, "do": {
-            "cmd": f"daggerlm stage {s.name} -i ${{key}}" + (" --prefect" if s.fans_out else ""),
-            **_entry(s, template)}}
+            "cmd": f"daggerlm stage {s.name} -i ${{key}}{source}" + (" --prefect" if s.fans_out else ""),
+            **_entry(s, template, resolved)}}
     plots = [{str(lay.report() / "iterations.json"): {"x": "iteration", "y": [
         "resolve_rate", "beta", "calls_per_state", "teacher_calls", "labels_total"]}}]
     header = ("# Generated from daggerlm/dagger/pipeline.py (STAGES) by `daggerlm pipeline write`: do not edit.\n"
@@ -153,11 +160,12 @@ def dvc_yaml(p: Params) -> str:
     return header + yaml.safe_dump({"stages": out, "plots": plots}, sort_keys=False, width=120)
 
 
-def _entry(s: Stage, paths: dict[str, list[str]]) -> dict[str, Any]:
+def _entry(s: Stage, paths: dict[str, list[str]], params_file: str) -> dict[str, Any]:
     entry: dict[str, Any] = {}
     if paths["deps"]:
         entry["deps"] = paths["deps"]
-    entry["params"] = list(s.reads)
+    if s.reads:
+        entry["params"] = [{params_file: list(s.reads)}]
     if paths["outs"]:
         entry["outs"] = paths["outs"]
     for kind in ("metrics", "plots"):

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from daggerlm.agent.runner import ItemRunner
 from daggerlm.agent.trajectory import Trajectory
@@ -109,6 +110,16 @@ def evaluation_policy(p: Params, k: int) -> Iterator[tuple[Policy, str]]:
 
 
 # --- stages -------------------------------------------------------------------------------------
+def stage_params(p: Params) -> dict:
+    """params.yaml with every default filled in, for DVC: it fails a stage whose declared param is not a
+    key of the file it reads, and a user's params.yaml holds only what they changed. Every later stage
+    reads this file, so what dvc.lock records is what the stage ran with."""
+    path = layout(p).params()
+    text = yaml.safe_dump(p.model_dump(mode="json"), sort_keys=False, width=120)
+    atomic_write_text(path, "# params.yaml resolved by `daggerlm stage params` (a DVC stage): do not edit\n" + text)
+    return {"params": str(path)}
+
+
 def stage_instances(p: Params) -> dict:
     """Each split from its source (`instances.sources`: synthetic, file, hf, mutation), disjoint."""
     from daggerlm.instances.sources import materialize
