@@ -25,6 +25,7 @@ from daggerlm.errors import INFRASTRUCTURE_EXIT
 class StageFailed(RuntimeError):
     def __init__(self, message: str, exit_code: int | None = None):
         super().__init__(message)
+        self.exit_code = exit_code
         self.transient = exit_code == INFRASTRUCTURE_EXIT
 
 
@@ -32,6 +33,19 @@ def stage_exit_code(output: str) -> int | None:
     """The exit status of the stage's command, as `dvc repro` reports it."""
     found = re.findall(r"exited with (\d+)", output)
     return int(found[-1]) if found else None
+
+
+def stage_failure(stage: str, output: str) -> StageFailed:
+    """One line: the stage command's own last error line and its exit status, or, when DVC refused the
+    stage before running it (a param missing from its params file, a dep absent), DVC's own message."""
+    lines = output.splitlines() or [""]
+    code = stage_exit_code(output)
+    if code is None:
+        refusals = [line.removeprefix("ERROR: ") for line in lines if line.startswith("ERROR: ")]
+        return StageFailed(f"dvc repro {stage}: DVC refused the stage: {(refusals or lines)[-1]}")
+    own = [line for line in lines if line.startswith(("error: ", "failed (retry may help): "))]
+    reason = own[-1] if own else lines[-1]  # the stage's own one-line message, else DVC's last word
+    return StageFailed(f"dvc repro {stage} failed (stage exit {code}): {reason}", code)
 
 
 def retry_if_transient(task, task_run, state) -> bool:
@@ -58,11 +72,7 @@ def dvc_stage(stage: str, project: str) -> dict:
     output = (r.stdout + r.stderr).strip()
     if r.returncode != 0:
         logger.error(output[-4000:])
-        code = stage_exit_code(output)
-        lines = output.splitlines() or [""]
-        own = [line for line in lines if line.startswith(("error: ", "failed (retry may help): "))]
-        reason = own[-1] if own else lines[-1]  # the stage's own one-line message, else DVC's last word
-        raise StageFailed(f"dvc repro {stage} failed (stage exit {code}): {reason}", code)
+        raise stage_failure(stage, output)
     ran = "Running stage" in output
     for line in output.splitlines():  # relay what an episode stage says of itself: its stats, what it reused
         if f"{stage}: " in line or "reused from the cache" in line:

@@ -1,5 +1,5 @@
 """Prefect retries a DVC stage only when a retry can help: after an infrastructure failure (exit 75),
-never after bad input (exit 2). A real Prefect server (temporary, local) and a real DVC project."""
+never after bad input (exit 2); a stage DVC refuses says why in DVC's words. A real Prefect server (temporary, local) and a real DVC project."""
 
 import json
 import subprocess
@@ -33,7 +33,7 @@ FLOWS = textwrap.dedent("""
         return dvc_stage.with_options(retry_delay_seconds=1)(stage, project)
 
     outcome = {}
-    for stage in ("flaky", "bad"):
+    for stage in ("flaky", "bad", "refused"):
         try:
             one(stage, sys.argv[1])
             outcome[stage] = "completed"
@@ -49,7 +49,9 @@ def test_transient_failures_are_retried_bad_input_is_not(tmp_path):
     (project / "stage.py").write_text(STAGE)
     (project / "dvc.yaml").write_text(
         "stages:\n  flaky:\n    cmd: python stage.py flaky\n    outs: [out.txt]\n"
-        "  bad:\n    cmd: python stage.py bad\n    outs: [bad.txt]\n")
+        "  bad:\n    cmd: python stage.py bad\n    outs: [bad.txt]\n"
+        "  refused:\n    cmd: python stage.py refused\n    params: [teacher.endpoint.logprobs]\n    outs: [r.txt]\n")
+    (project / "params.yaml").write_text("seed: 1\n")  # DVC refuses a stage whose declared param is absent
     env = {**PREFECT_ENV, "PATH": f"{sys.executable.rsplit('/', 1)[0]}:/usr/bin:/bin", "DVC_NO_ANALYTICS": "1",
            "PREFECT_HOME": str(tmp_path / "prefect"), "HOME": str(tmp_path), "GIT_CONFIG_GLOBAL": "/dev/null"}
     _run(["git", "init", "-q"], project, env)
@@ -64,3 +66,7 @@ def test_transient_failures_are_retried_bad_input_is_not(tmp_path):
     assert outcome["bad"].startswith("failed: dvc repro bad failed (stage exit 2)")
     assert "dagger.beta.value" in outcome["bad"]
     assert (project / "bad.attempts").read_text() == "1"  # bad input: not retried
+    # DVC refused the stage (its command never ran): the stage and DVC's own message, on one line
+    assert outcome["refused"] == ("failed: dvc repro refused: DVC refused the stage: failed to reproduce 'refused': "
+                                  "Parameters 'teacher.endpoint.logprobs' are missing from 'params.yaml'.")
+    assert not (project / "refused.attempts").exists()
