@@ -1,16 +1,18 @@
 """The DAgger loop as a Prefect flow: what users trigger (UI, deployment) and schedule.
 
     python -m flows.dagger                 # run once on params.yaml (temporary local Prefect server)
+    python -m flows.dagger --set instances.train.n=4 --set dagger.iterations=3   # params changed first
     python -m flows.dagger --serve         # development: serve the flow, trigger runs from the UI
 
-Parameters given in the UI are validated (pydantic) and written to params.yaml, and dvc.yaml is
-regenerated from the stage table, before any stage runs; then every stage runs through DVC in
+Parameters given in the UI (or `--set`) are validated (pydantic) and written to params.yaml, and
+dvc.yaml is regenerated from the stage table, before any stage runs; then every stage runs through DVC in
 pipeline order, so `dvc status` is clean afterwards and an unchanged stage is skipped.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from prefect import flow
@@ -22,10 +24,9 @@ from daggerlm.config import Params, edit_params, load_params
 from daggerlm.dagger.layout import Layout
 from daggerlm.dagger.pipeline import dvc_name, dvc_yaml, order
 from daggerlm.config import BetaSchedule
-from daggerlm.errors import InputError
-from daggerlm.io import ResultStore, atomic_write_text
-from daggerlm.report.table import markdown_table
-from tasks.stages import dvc_stage
+from daggerlm.errors import INPUT_ERROR_EXIT, InputError
+from daggerlm.io import ResultStore, atomic_write_text, parse_overrides
+from tasks.stages import StageFailed, dvc_stage
 
 
 class DaggerRun(BaseModel):
@@ -40,6 +41,7 @@ class DaggerRun(BaseModel):
     seed: int | None = None
     train_instances: int | None = Field(None, ge=1)
     eval_instances: int | None = Field(None, ge=1)
+    overrides: list[str] = Field([], description="Any other param, as section.key=value (a YAML value).")
     project: str = Field(".", description="Directory holding dvc.yaml and params.yaml.")
 
 
@@ -62,26 +64,38 @@ def write_params(run: DaggerRun) -> Params:
     if run.more_iterations is not None:
         iterations = iterations_done(load_params(path), project) + run.more_iterations
 
-    def edit(data: dict) -> None:
+    def edit(data: dict) -> None:  # a user's params.yaml holds only what they changed: sections may be absent
+        for dotted, value in parse_overrides(run.overrides).items():
+            *parents, leaf = dotted.split(".")
+            section(data, *parents)[leaf] = value
         if iterations is not None:
-            data["dagger"]["iterations"] = iterations
+            section(data, "dagger")["iterations"] = iterations
         if run.beta is not None:
-            data["dagger"]["beta"] = run.beta.model_dump()
+            section(data, "dagger")["beta"] = run.beta.model_dump()
         if run.seed is not None:
             data["seed"] = run.seed
         for split, n in (("train", run.train_instances), ("eval", run.eval_instances)):
             if n is not None:
-                source = data["instances"][split].get("source", "synthetic")
+                source = section(data, "instances", split).get("source", "synthetic")
                 if source not in ("synthetic", "mutation"):
                     raise InputError(f"{split}_instances: instances.{split} has source {source!r}, which takes "
                                      "no count (choose its records with ids or slice in params.yaml)")
-                data["instances"][split]["n"] = n
+                section(data, "instances", split)["n"] = n
 
     p = edit_params(path, edit)
     dvc_file = project / "dvc.yaml"
     if not dvc_file.is_file() or dvc_file.read_text() != (text := dvc_yaml(p)):
         atomic_write_text(dvc_file, text)
     return p
+
+
+def section(data: dict, *keys: str) -> dict:
+    """data[k1][k2]..., made where absent (or null)."""
+    for key in keys:
+        if not isinstance(data.get(key), dict):
+            data[key] = {}
+        data = data[key]
+    return data
 
 
 @flow(name="dagger", log_prints=True)
@@ -95,7 +109,8 @@ def dagger_flow(run: DaggerRun = DaggerRun()) -> list[dict]:
         update_progress_artifact(progress, 100.0 * i / len(stages))
     lay = Layout(Path(run.project) / p.data)
     rows = json.loads((lay.report() / "iterations.json").read_text())
-    create_markdown_artifact(markdown_table(rows), key="dagger-summary", description="per-iteration table")
+    create_markdown_artifact((lay.report() / "summary.md").read_text(), key="dagger-summary",
+                             description="the base student, then one row per iteration")
     create_link_artifact((lay.inspector() / "index.html").resolve().as_uri(), link_text="every episode, turn by turn",
                          key="dagger-inspector", description="the run's HTML inspector (a file on the flow's machine)")
     table = []
@@ -107,10 +122,26 @@ def dagger_flow(run: DaggerRun = DaggerRun()) -> list[dict]:
     return rows
 
 
-if __name__ == "__main__":
-    import sys
+def main(argv: list[str] | None = None) -> None:
+    import argparse
 
-    if "--serve" in sys.argv[1:]:
+    parser = argparse.ArgumentParser(prog="python -m flows.dagger", description=__doc__.split("\n")[0])
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="change a param in params.yaml before the run (repeatable)")
+    parser.add_argument("--serve", action="store_true", help="serve the flow; trigger runs from the UI")
+    args = parser.parse_args(argv)
+    if args.serve:
         dagger_flow.serve(name="dagger-dev", limit=1)
-    else:
-        dagger_flow()
+        return
+    try:
+        dagger_flow(DaggerRun(overrides=args.overrides))
+    except InputError as e:  # after Prefect's log of the failed run: the one line that says why
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(INPUT_ERROR_EXIT)
+    except StageFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code or 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,5 +1,6 @@
-"""The Prefect flow on a temporary local server: stages run through DVC, a re-run skips them all, a
-killed run resumes without recomputing finished episodes, and a fresh clone reproduces from the remote."""
+"""The Prefect flow on a temporary local server, run the README's way on a fresh copy of the repository:
+stages run through DVC, a re-run skips them all, a killed run resumes without recomputing finished
+episodes, and a fresh clone reproduces from the remote."""
 
 import json
 import os
@@ -8,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,25 +17,34 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from tests.pipeline.project import make_project
+from tests.pipeline.project import GIT_ENV, fresh_copy, make_project
 
 PREFECT_ENV = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", "PYTHONPATH": str(REPO)}
-N_STAGES = 3 + 5 * 2
-FLOW = ("import sys; from flows.dagger import dagger_flow, DaggerRun; "
-        "dagger_flow(DaggerRun(project=sys.argv[1]))")
+N_STAGES = 5 + 5 * 2
+SIZES = ["instances.train.n=4", "instances.eval.n=2", "student.tiny.vocab_size=512", "student.tiny.hidden_size=64",
+         "student.tiny.intermediate_size=128", "student.tiny.num_hidden_layers=2", "student.tiny.corpus_instances=30",
+         "student.tiny.corpus_episodes=2", "student.tiny.pretrain_steps=0", "student.sampling.max_new_tokens=32",
+         "train.sft.num_train_epochs=2", "train.sft.learning_rate=0.003", "agent.step_limit=8",
+         # two waves of two episodes per rollout, so a kill can land between finished and unfinished episodes
+         "dagger.concurrency=2", "evaluation.concurrency=2"]
+"""What a user shrinks on the command line to try the main job on a small machine: nothing else changes."""
+README_FLOW = [sys.executable, "-m", "flows.dagger", *(arg for size in SIZES for arg in ("--set", size))]
 
 
-def _project(tmp_path):
-    # two waves of two episodes per rollout, so a kill can land between finished and unfinished episodes
-    project, p, env = make_project(tmp_path, **{"dagger.concurrency": 2})
-    return project, p, {**env, **PREFECT_ENV, "PREFECT_HOME": str(tmp_path / "prefect")}
+def readme_project(tmp_path):
+    """A fresh copy of the repository, run as the README runs it: the shipped params.yaml and dvc.yaml,
+    `python -m flows.dagger` from its root, Prefect's settings from its prefect.toml."""
+    project = fresh_copy(tmp_path / "repo")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update({"PATH": f"{Path(sys.executable).parent}:{env['PATH']}", "DVC_NO_ANALYTICS": "1", "DO_NOT_TRACK": "1",
+                "PYTHONPATH": str(project), **GIT_ENV})
+    return project, env
 
 
-def _flow(project, env):
+def _flow(project, env, command=README_FLOW):
     start = time.monotonic()
-    r = subprocess.run([sys.executable, "-c", FLOW, str(project)], cwd=REPO, env=env, capture_output=True,
-                       text=True, timeout=1500)
+    r = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=1500)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return r.stdout + r.stderr, time.monotonic() - start
 
@@ -44,12 +55,19 @@ def _sh(args, cwd, env):
     return r.stdout + r.stderr
 
 
+def _project(tmp_path):
+    project, p, env = make_project(tmp_path)
+    return project, p, {**env, **PREFECT_ENV, "PREFECT_HOME": str(tmp_path / "prefect")}
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    """One uninterrupted run of the flow: (project, params, env, output, seconds)."""
-    project, p, env = _project(tmp_path_factory.mktemp("uninterrupted"))
+    """One uninterrupted run of the README's main job, shrunk: (project, params, env, output, seconds)."""
+    from daggerlm.config import load_params
+
+    project, env = readme_project(tmp_path_factory.mktemp("uninterrupted"))
     out, seconds = _flow(project, env)
-    return project, p, env, out, seconds
+    return project, load_params(project / "params.yaml"), env, out, seconds
 
 
 def test_flow_runs_every_stage_then_dvc_is_up_to_date(finished):
@@ -135,10 +153,10 @@ def _same_data(a, b):
 
 
 def test_sigkill_mid_rollout_resumes_without_recomputing_finished_episodes(finished, tmp_path):
-    reference = finished[0]
-    project, p, env = _project(tmp_path)
-    home = tmp_path / "prefect"
-    proc = subprocess.Popen([sys.executable, "-c", FLOW, str(project)], cwd=REPO, env=env, start_new_session=True,
+    reference, p = finished[0], finished[1]
+    project, env = readme_project(tmp_path)
+    home = project / ".prefect"
+    proc = subprocess.Popen(README_FLOW, cwd=project, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 900
     while not _rollout_results(home, 1):  # the first episodes of iteration 1's rollout are done
