@@ -17,6 +17,7 @@ import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from swebench.image_builder.image_spec import ImageSpec
 
@@ -76,8 +77,9 @@ def _require(tag: str, hint: str):
         raise InputError(f"image {tag!r} not found locally ({hint})") from None
 
 
-def _site_packages_tar(base: str, requirements: list[str]) -> bytes:
-    """`requirements` installed for the base image's python, as a tar rooted at its site-packages."""
+def _site_packages_tar(base: str, requirements: list[str], pth: str = "") -> bytes:
+    """`requirements` installed for the base image's python, as a tar rooted at its site-packages; `pth`:
+    a path file there (putting the worktree's directories on `sys.path`, as an editable install does)."""
     probe = "import sys, sysconfig; print('%d.%d' % sys.version_info[:2]); print(sysconfig.get_path('purelib'))"
     out = client().containers.run(base, ["python3", "-c", probe], remove=True, network_mode="none").decode()
     py_version, purelib = out.split()
@@ -88,6 +90,8 @@ def _site_packages_tar(base: str, requirements: list[str]) -> bytes:
         if r.returncode != 0:
             raise RuntimeError(f"pip install {' '.join(requirements)} for python {py_version} failed: "
                                f"{(r.stderr.strip().splitlines() or ['?'])[-1]}")
+        if pth:
+            Path(tmp, "__editable__.daggerlm-worktree.pth").write_text(pth)
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             tar.add(tmp, arcname=purelib.lstrip("/"))
@@ -115,17 +119,23 @@ def _commit(source: str, tag: str, labels: dict[str, str], archives: list[bytes]
     return tag
 
 
-def build_env_image(clean: Instance, requirements: list[str], base: str = BASE_IMAGE) -> str:
-    """The environment image of `clean.environment`: `requirements` installed, `clean`'s code at /testbed."""
+def build_env_image(clean: Instance, requirements: list[str], base: str = BASE_IMAGE,
+                    worktree_paths: list[str] = ()) -> str:
+    """The environment image of `clean.environment`: `requirements` installed, `clean`'s code at /testbed;
+    `worktree_paths` (e.g. `src`, relative to /testbed) first on `sys.path`, as an editable install has them."""
     if not clean.environment:
         raise InputError(f"instance {clean.instance_id}: no environment to build an image for")
     _require(base, "`daggerlm docker build-base` builds it")
     tag = env_image_tag(clean.environment)
     labels = {"daggerlm.requirements": json.dumps(requirements), "daggerlm.commit": clean.base_commit,
-              "daggerlm.base": base, "daggerlm.format": IMAGE_FORMAT}
+              "daggerlm.base": base, "daggerlm.format": IMAGE_FORMAT,
+              **({"daggerlm.worktree_paths": json.dumps(list(worktree_paths))} if worktree_paths else {})}
     if _current(tag, labels):
         return tag
-    return _commit(base, tag, labels, [_site_packages_tar(base, requirements), repository_tar(clean)])
+    # an import line, not a path line: a path line goes after site-packages, where the library's installed copy
+    # (there for its metadata) would shadow the worktree
+    pth = "".join(f"import sys; sys.path.insert(0, {f'{TESTBED}/{p}'!r})\n" for p in worktree_paths)
+    return _commit(base, tag, labels, [_site_packages_tar(base, requirements, pth), repository_tar(clean)])
 
 
 def build_instance_image(instance: Instance, base: str = BASE_IMAGE) -> str:

@@ -30,6 +30,7 @@ from daggerlm.config import RuntimeConfig
 from daggerlm.errors import InfrastructureError, InputError
 from daggerlm.instances.schema import Instance
 from daggerlm.runtime.cgroups import SandboxCgroup
+from daggerlm.runtime.envs import worktree_paths
 from daggerlm.instances.git import checkout_instance
 
 # Runs as the namespaces' first process, with every capability of its user namespace: make every
@@ -267,6 +268,7 @@ class LocalSandbox(Sandbox):
         self.root: Path | None = None
         self._limits = ExitStack()
         self._join: list[str] = []
+        self.pythonpath: list[str] = []
 
     # --- lifecycle -------------------------------------------------------------------------
     def open(self) -> None:
@@ -299,13 +301,18 @@ class LocalSandbox(Sandbox):
             if not Path(python).is_file():
                 raise InputError(f"instance {inst.instance_id}: environment {inst.environment!r} is not built in "
                                  f"{self.config.envs_dir} (`daggerlm instances mutate` builds it)")
+        # the environment's worktree paths (src layout) under this episode's worktree: an editable install
+        self.pythonpath = [str(self.repo / p) for p in worktree_paths(python)] if inst.environment else []
         wrapper = self.root / "bin" / "python"
         wrapper.write_text(f'#!/bin/sh\nexec "{python}" "$@"\n')
         wrapper.chmod(0o555)
         checkout_instance(inst, self.repo)
 
     def _env(self) -> dict[str, str]:
-        return self.command_env(f"{self.root / 'bin'}:/usr/local/bin:/usr/bin:/bin")
+        env = self.command_env(f"{self.root / 'bin'}:/usr/local/bin:/usr/bin:/bin")
+        if self.pythonpath:
+            env["PYTHONPATH"] = ":".join([*self.pythonpath, *filter(None, [env.get("PYTHONPATH")])])
+        return env
 
     def write_home_file(self, name: str, text: str) -> None:
         (self.root / "home" / name).write_text(text)
