@@ -33,6 +33,10 @@ class Layout:
     def eval(self, k: int) -> Path:
         return self.root / "eval" / f"iter_{k}"
 
+    def base_eval(self) -> Path:
+        """Checkpoint 0 (the student before any DAgger iteration) on the eval split: the table's first row."""
+        return self.root / "eval" / "base"
+
     def curriculum(self, k: int) -> Path:
         """Checkpoint k+1's entropy and rollout k+1's generation budget (`dagger.curriculum`)."""
         return self.eval(k) / "curriculum.json"

@@ -61,6 +61,11 @@ STAGES: tuple[Stage, ...] = (
                  "instances.modules_per_repo", "instances.functions_per_module", "runtime", "agent"),
           unaffected=("dagger.concurrency",), param_deps=stages.base_deps,
           deps=lambda lay, k: [], outs=lambda lay, k: [lay.checkpoint(0)]),
+    Stage("evaluate-base", stages.stage_evaluate_base, per_iteration=False, fans_out=True,
+          reads=("seed", "evaluation", "student", "teacher", "dagger.max_failed_share", "agent", "runtime"),
+          deps=lambda lay, k: [lay.instances("eval"), lay.checkpoint(0)],
+          outs=lambda lay, k: [lay.base_eval() / "results", lay.base_eval() / "predictions.jsonl"],
+          metrics=lambda lay, k: [lay.base_eval() / "metrics.json"]),
     Stage("rollout", stages.stage_rollout, fans_out=True,
           reads=("seed", "dagger.beta", "dagger.rollin_turns", "dagger.concurrency", "dagger.episodes_per_iteration",
                  "dagger.max_failed_share", "student", "teacher", "agent", "runtime", "train.objective.curriculum"),
@@ -142,15 +147,16 @@ def dvc_yaml(p: Params) -> str:
             assert len({len(paths) for paths in per_k}) == 1, f"{s.name}.{kind}: not the same count each iteration"
         resolved = str(lay.params())
         source = "" if s.name == "params" else f" --params {resolved}"
+        prefect = " --prefect" if s.fans_out else ""
         if not s.per_iteration:
-            out[s.name] = {"cmd": f"daggerlm stage {s.name}{source}",
+            out[s.name] = {"cmd": f"daggerlm stage {s.name}{source}{prefect}",
                            **_entry(s, {kind: v[0] for kind, v in kinds.items()}, resolved)}
             continue
         items = {str(k): {f"{kind}{i}": path for kind, v in kinds.items() for i, path in enumerate(v[k])}
                  for k in iterations}
         template = {kind: [f"${{item.{kind}{i}}}" for i in range(len(v[0]))] for kind, v in kinds.items()}
         out[s.name] = {"foreach": items, "do": {
-            "cmd": f"daggerlm stage {s.name} -i ${{key}}{source}" + (" --prefect" if s.fans_out else ""),
+            "cmd": f"daggerlm stage {s.name} -i ${{key}}{source}{prefect}",
             **_entry(s, template, resolved)}}
     plots = [{str(lay.report() / "iterations.json"): {"x": "iteration", "y": [
         "resolve_rate", "beta", "calls_per_state", "teacher_calls", "labels_total"]}}]

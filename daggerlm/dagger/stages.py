@@ -7,6 +7,7 @@
     label K        data/labels/iter_K/        every visited state labeled (labels.parquet), scored by a served
                                               teacher where the objective needs its log-probs
     aggregate K    data/aggregated/iter_K/    aggregate K−1 ∪ labels K (within the label budget)
+    evaluate-base  data/eval/base/            checkpoint 0 on the eval split
     train K        data/checkpoints/iter_K+1  fine-tuned on aggregate K
     evaluate K     data/eval/iter_K/          checkpoint K+1 on the eval split
 """
@@ -298,15 +299,23 @@ def train_in_process(p: Params, k: int) -> dict:
 
 
 def stage_evaluate(p: Params, k: int, runner: ItemRunner | None = None) -> dict:
-    from daggerlm.evaluation import evaluate
-
     eval_split = load_split(p, "eval")
-    with evaluation_policy(p, k + 1) as (policy, name):
-        metrics = evaluate(eval_split, policy, layout(p).eval(k), runtime=p.runtime, agent=p.agent,
-                           concurrency=p.evaluation.concurrency, model_name=name, seed=p.seed, runner=runner,
-                           max_failed_share=p.dagger.max_failed_share)
+    metrics = _evaluate(p, k + 1, eval_split, layout(p).eval(k), runner)
     atomic_write_json(layout(p).curriculum(k), curriculum_record(p, k, {i.instance_id for i in eval_split}))
     return metrics
+
+
+def stage_evaluate_base(p: Params, runner: ItemRunner | None = None) -> dict:
+    """Checkpoint 0 on the eval split: where the iterations start from."""
+    return _evaluate(p, 0, load_split(p, "eval"), layout(p).base_eval(), runner)
+
+
+def _evaluate(p: Params, checkpoint_k: int, eval_split: list[Instance], out: Path, runner: ItemRunner | None) -> dict:
+    from daggerlm.evaluation import evaluate
+
+    with evaluation_policy(p, checkpoint_k) as (policy, name):
+        return evaluate(eval_split, policy, out, runtime=p.runtime, agent=p.agent, concurrency=p.evaluation.concurrency,
+                        model_name=name, seed=p.seed, runner=runner, max_failed_share=p.dagger.max_failed_share)
 
 
 def curriculum_record(p: Params, k: int, eval_ids: set[str]) -> dict:
@@ -337,7 +346,7 @@ def stage_report(p: Params) -> list[dict]:
     """The per-iteration table from the stages' own stats files (what `dvc metrics/plots` show) and the
     trajectories' HTML inspector."""
     from daggerlm.dagger.inspect import write_inspector
-    from daggerlm.report.table import iteration_row, markdown_table
+    from daggerlm.report.table import base_row, iteration_row, markdown_table
 
     lay = layout(p)
     read = lambda path: json.loads(path.read_text())  # noqa: E731
@@ -346,8 +355,9 @@ def stage_report(p: Params) -> list[dict]:
                           read(lay.checkpoint(k + 1) / "daggerlm_checkpoint.json"), read(lay.eval(k) / "metrics.json"),
                           read(lay.curriculum(k)) if lay.curriculum(k).is_file() else None)
             for k in range(p.dagger.iterations)]
+    base = base_row(read(lay.base_eval() / "metrics.json"))
     atomic_write_json(lay.report() / "iterations.json", rows)
-    atomic_write_json(lay.report() / "summary.json", {"final": rows[-1], "iterations": len(rows)})
-    atomic_write_text(lay.report() / "summary.md", markdown_table(rows))
+    atomic_write_json(lay.report() / "summary.json", {"base": base, "final": rows[-1], "iterations": len(rows)})
+    atomic_write_text(lay.report() / "summary.md", markdown_table([base, *rows]))
     write_inspector(lay.root, lay.inspector())
     return rows

@@ -1,4 +1,5 @@
-"""The per-iteration table: one row per DAgger iteration, from the stages' own stats files."""
+"""The per-iteration table: one row per DAgger iteration, from the stages' own stats files, after the
+base student's row."""
 
 from __future__ import annotations
 
@@ -39,6 +40,12 @@ def iteration_row(k: int, rollout: dict, label: dict, agg: dict, train: dict, ev
         "generation_budget": (curriculum or {}).get("budget"),
         "student_entropy": (curriculum or {}).get("student_entropy"),
     }
+
+
+def base_row(evaluation: dict) -> dict:
+    """Checkpoint 0 on the eval split, as the table's first row (K = base): where the iterations start."""
+    return {c: None for c in COLUMNS} | {"iteration": "base", "resolve_rate": evaluation["resolve_rate"],
+                                         "failed": evaluation.get("failed_episodes", 0)}
 
 
 def shown_columns(rows: list[dict]) -> list[str]:

@@ -31,12 +31,12 @@ def test_paths_follow_the_data_param_and_params_follow_the_declared_reads():
 
 def test_order_is_the_table_per_iteration():
     names = [dvc_name(s, k) for s, k in order(0, 2)]
-    assert names == ["params", "instances", "init-model", "rollout@0", "label@0", "aggregate@0", "train@0", "evaluate@0",
+    assert names == ["params", "instances", "init-model", "evaluate-base", "rollout@0", "label@0", "aggregate@0", "train@0", "evaluate@0",
                      "rollout@1", "label@1", "aggregate@1", "train@1", "evaluate@1", "report"]
 
 
 @pytest.mark.parametrize("name, k, message", [
-    ("rolout", 0, "stage 'rolout': expected one of params, instances, init-model"),
+    ("rolout", 0, "stage 'rolout': expected one of params, instances, init-model, evaluate-base"),
     ("rollout", None, "stage rollout: give the iteration"),
     ("report", 1, "stage report: takes no iteration"),
     ("train", 2, r"stage train: iteration 2 is not in 0\.\.1"),

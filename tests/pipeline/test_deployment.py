@@ -99,7 +99,7 @@ def test_deployment_runs_on_a_process_worker(tmp_path):
                        for line in (project / "data/instances/train.jsonl").read_text().splitlines())
     # the run asked for one iteration: a UI value, written to params.yaml before any stage ran
     rows = [line for line in artifacts["dagger-summary"].splitlines()[2:] if line.startswith("| ")]
-    assert len(rows) == 1 and rows[0].startswith("| 0 |")
+    assert len(rows) == 2 and rows[0].startswith("| base |") and rows[1].startswith("| 0 |")
     assert seen["stages"]["rollout@0"] == train_ids == seen["stages"]["label@0"]
     assert len(seen["stages"]["evaluate@0"]) == p.instances.eval.n
     for stage in ("rollout", "label", "evaluate"):
