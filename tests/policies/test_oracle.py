@@ -44,7 +44,7 @@ def _recover(args):
     return traj, grade(inst, traj.patch, runtime)
 
 
-@pytest.mark.parametrize("oracle,n", [({}, 200), ({"undo": "all", "reshow": True, "retest": True}, 50)],
+@pytest.mark.parametrize("oracle,n", [({}, 60), ({"undo": "all", "reshow": True, "retest": True}, 40)],
                          ids=["paths", "all-reshow-retest"])
 def test_oracle_recovers_from_perturbed_states(oracle, n, tmp_path):
     runtime = RuntimeConfig(workdir=str(tmp_path))
@@ -60,7 +60,7 @@ def test_oracle_recovers_from_perturbed_states(oracle, n, tmp_path):
     resolved = sum(report["resolved"] for _, report in outcomes)
     print(f"oracle {oracle} recovery: {resolved}/{n} resolved, {damaged} states with a damaged worktree")
     failures = [(t.instance_id, [x.action for x in t.turns]) for (t, rep) in outcomes if not rep["resolved"]]
-    assert resolved >= 0.99 * n, failures[:3]
+    assert n - resolved <= 1, failures[:3]  # seeded states: the same n episodes every run
 
 
 def _after_wrong_edit(inst, wrong: str, tmp_path, **oracle):
