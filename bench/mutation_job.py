@@ -100,7 +100,7 @@ def write_params(project: Path, a: argparse.Namespace, teacher_port: int) -> Non
             "send_state": True, "timeout_s": 300})
         data["train"]["mode"] = "lora"
         data["train"]["sft"].update(num_train_epochs=a.epochs, learning_rate=a.learning_rate)
-        data["dagger"].update(iterations=a.iterations, concurrency=a.concurrency)
+        data["dagger"].update(iterations=a.iterations, concurrency=a.concurrency, episodes_per_iteration=None)
         data["evaluation"]["concurrency"] = a.concurrency
         data["runtime"].update(kind="auto", timeout_s=a.timeout_s)
 
