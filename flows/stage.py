@@ -14,20 +14,22 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from daggerlm.config import Params
-from daggerlm.dagger.pipeline import run_stage
+from daggerlm.dagger.pipeline import dvc_name, run_stage, stage
 from daggerlm.dagger.stages import check_shippable
 from tasks.episodes import PrefectRunner
 
 
-@flow(name="dagger-stage", flow_run_name="{name}@{iteration}", log_prints=True)
+@flow(name="dagger-stage", log_prints=True)
 def stage_flow(p: Params, name: str, iteration: int | None) -> dict:
-    stats = run_stage(p, name, iteration, runner=PrefectRunner(f"{name}-{iteration}-progress"))
-    print(f"{name}@{iteration}: {json.dumps(stats, sort_keys=True)}")
+    tag = name if iteration is None else f"{name}-{iteration}"  # an artifact key: lowercase, digits, dashes
+    stats = run_stage(p, name, iteration, runner=PrefectRunner(f"{tag}-progress"))
+    print(f"{dvc_name(stage(name), iteration)}: {json.dumps(stats, sort_keys=True)}")
     return stats
 
 
 def run_stage_flow(p: Params, name: str, iteration: int | None) -> dict:
-    return stage_flow.with_options(task_runner=task_runner(p))(p, name, iteration)
+    run_name = dvc_name(stage(name), iteration)  # rollout@1, evaluate-base
+    return stage_flow.with_options(task_runner=task_runner(p), flow_run_name=run_name)(p, name, iteration)
 
 
 def task_runner(p: Params):
