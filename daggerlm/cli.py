@@ -249,11 +249,9 @@ app.add_typer(pipeline_app, name="pipeline")
 def pipeline_write(params: ParamsOpt = Path("params.yaml"),
                    out: Annotated[Path, typer.Option(help="Where to write it.")] = Path("dvc.yaml")) -> None:
     """Write dvc.yaml from the stage table for params.yaml (iterations, data root, a local base model)."""
-    from daggerlm.dagger.pipeline import dvc_yaml
-    from daggerlm.io import atomic_write_text
+    from daggerlm.dagger.pipeline import write_pipeline
 
-    atomic_write_text(out, dvc_yaml(_params(params, None)))
-    console.print(f"wrote {out}")
+    console.print(f"wrote {write_pipeline(_params(params, None), out)}")
 
 
 iterations_app = typer.Typer(no_args_is_help=True, help="Set how many DAgger iterations params.yaml runs.")
@@ -265,11 +263,9 @@ def iterations_set(n: Annotated[int, typer.Argument(min=1)], params: ParamsOpt =
                    dvc_file: Annotated[Path, typer.Option(help="dvc.yaml to regenerate.")] = Path("dvc.yaml")) -> None:
     """Write dagger.iterations = N to params.yaml (comments kept) and regenerate dvc.yaml."""
     from daggerlm.config import set_iterations
-    from daggerlm.dagger.pipeline import dvc_yaml
-    from daggerlm.io import atomic_write_text
+    from daggerlm.dagger.pipeline import write_pipeline
 
-    p = set_iterations(params, n)
-    atomic_write_text(dvc_file, dvc_yaml(p))
+    write_pipeline(set_iterations(params, n), dvc_file)
     console.print(f"{params}: {n} iterations; {dvc_file} regenerated (stages rollout@0 .. rollout@{n - 1}, ...)")
 
 

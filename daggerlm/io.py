@@ -60,8 +60,16 @@ def turn_seed(*parts: object) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
+TIMINGS = "timings"
+"""Wall-clock seconds: what differs between two runs of the same params. A `ResultStore` value's
+`timings` entry is kept in `NAME.timings.json`, trajectories' seconds in `timings.jsonl` beside them;
+`.dvcignore` (`DVC_IGNORED`) leaves both out of what DVC hashes, so the outs of two runs agree."""
+TIMINGS_FILE = "timings.jsonl"
+DVC_IGNORED = (TIMINGS_FILE, "*.timings.json")
+
+
 class ResultStore:
-    """One JSON file per finished item, tagged with the key of what made it.
+    """One JSON file per finished item, tagged with the key of what made it (its `TIMINGS` aside).
 
     A stage writes each item as soon as it is done; a re-run reuses items whose key matches and
     recomputes the rest, so an interrupted stage resumes where it stopped.
@@ -78,14 +86,24 @@ class ResultStore:
         if not path.is_file():
             return None
         data = json.loads(path.read_text())
-        return data["value"] if data.get("key") == key else None
+        return self._with_timings(path, data["value"]) if data.get("key") == key else None
 
     def put(self, name: str, key: str, value: Any) -> None:
+        timings = value.get(TIMINGS) if isinstance(value, dict) else None
+        if timings is not None:
+            atomic_write_json(self.path(name).with_suffix(".timings.json"), timings)
+            value = {k: v for k, v in value.items() if k != TIMINGS}
         atomic_write_json(self.path(name), {"key": key, "value": value})
 
     def values(self) -> list[Any]:
         """Every stored item, whatever key made it (for reports over a finished stage), by name."""
-        return [json.loads(path.read_text())["value"] for path in sorted(self.root.glob("*.json"))]
+        paths = sorted(p for p in self.root.glob("*.json") if not p.name.endswith(".timings.json"))
+        return [self._with_timings(path, json.loads(path.read_text())["value"]) for path in paths]
+
+    @staticmethod
+    def _with_timings(path: Path, value: Any) -> Any:
+        aside = path.with_suffix(".timings.json")
+        return {**value, TIMINGS: json.loads(aside.read_text())} if aside.is_file() else value
 
 
 def plain_python(value: Any) -> Any:

@@ -22,10 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from daggerlm.config import Params, edit_params, load_params
 from daggerlm.dagger.layout import Layout
-from daggerlm.dagger.pipeline import dvc_name, dvc_yaml, order
+from daggerlm.dagger.pipeline import dvc_name, order, write_pipeline
 from daggerlm.config import BetaSchedule
 from daggerlm.errors import INPUT_ERROR_EXIT, InputError
-from daggerlm.io import ResultStore, atomic_write_text, parse_overrides
+from daggerlm.io import ResultStore, parse_overrides
 from tasks.stages import StageFailed, dvc_stage
 
 
@@ -83,9 +83,7 @@ def write_params(run: DaggerRun) -> Params:
                 section(data, "instances", split)["n"] = n
 
     p = edit_params(path, edit)
-    dvc_file = project / "dvc.yaml"
-    if not dvc_file.is_file() or dvc_file.read_text() != (text := dvc_yaml(p)):
-        atomic_write_text(dvc_file, text)
+    write_pipeline(p, project / "dvc.yaml")
     return p
 
 

@@ -8,6 +8,26 @@ from pydantic import BaseModel, Field
 
 TRAJECTORY_FORMAT = "daggerlm.trajectory/1"
 Actor = Literal["teacher", "student"]
+TURN_SECONDS = ("policy_s", "env_s")
+
+
+def split_timings(record: dict) -> tuple[dict, dict]:
+    """(a trajectory record without its wall-clock seconds, those seconds). The seconds are kept in a
+    file of their own beside what they time (`io.TIMINGS`), out of what DVC hashes: two runs of the
+    same params then give the same outs."""
+    turns = record.get("turns", [])
+    timings = {"wall_s": record.get("wall_s", 0.0), "turns": [[t.get(k, 0.0) for k in TURN_SECONDS] for t in turns]}
+    kept = {k: v for k, v in record.items() if k != "wall_s"}
+    kept["turns"] = [{k: v for k, v in t.items() if k not in TURN_SECONDS} for t in turns]
+    return kept, timings
+
+
+def join_timings(record: dict, timings: dict | None) -> dict:
+    """`split_timings` undone (a record whose seconds were not kept keeps the defaults, 0)."""
+    if not timings or len(timings["turns"]) != len(record.get("turns", [])):
+        return record
+    turns = [{**t, **dict(zip(TURN_SECONDS, seconds))} for t, seconds in zip(record["turns"], timings["turns"])]
+    return {**record, "wall_s": timings["wall_s"], "turns": turns}
 
 
 class Turn(BaseModel):

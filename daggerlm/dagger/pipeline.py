@@ -20,6 +20,7 @@ from daggerlm.config import Params
 from daggerlm.dagger import stages
 from daggerlm.dagger.layout import Layout
 from daggerlm.errors import InputError
+from daggerlm.io import DVC_IGNORED, atomic_write_text
 
 Paths = Callable[[Layout, int], list[Path]]
 
@@ -164,6 +165,19 @@ def dvc_yaml(p: Params) -> str:
               f"# {p.dagger.iterations} iterations under {p.data}/: `dvc repro` runs every stage, each one only when\n"
               "# its deps or the params it reads changed.\n")
     return header + yaml.safe_dump({"stages": out, "plots": plots}, sort_keys=False, width=120)
+
+
+def write_pipeline(p: Params, dvc_file: str | Path = "dvc.yaml") -> Path:
+    """`dvc_file` for `p` (written only when it changed), and the lines of `.dvcignore` beside it that
+    keep the runs' wall-clock seconds out of what DVC hashes (`io.DVC_IGNORED`)."""
+    dvc_file = Path(dvc_file)
+    if not dvc_file.is_file() or dvc_file.read_text() != (text := dvc_yaml(p)):
+        atomic_write_text(dvc_file, text)
+    ignore = dvc_file.with_name(".dvcignore")
+    lines = ignore.read_text().splitlines() if ignore.is_file() else []
+    if missing := [pattern for pattern in DVC_IGNORED if pattern not in lines]:
+        atomic_write_text(ignore, "\n".join([*lines, "# wall-clock seconds: not data, they differ run to run", *missing]) + "\n")
+    return dvc_file
 
 
 def _entry(s: Stage, paths: dict[str, list[str]], params_file: str) -> dict[str, Any]:

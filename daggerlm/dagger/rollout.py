@@ -7,18 +7,19 @@ batched labeling stage. Each finished episode is kept at once (resume after a cr
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from daggerlm.agent.runner import ItemRunner, LocalRunner, check_failures, progress_bar
 from daggerlm.agent.scaffold import run_episode
-from daggerlm.agent.trajectory import TRAJECTORY_FORMAT, Trajectory
+from daggerlm.agent.trajectory import TRAJECTORY_FORMAT, Trajectory, join_timings, split_timings
 from daggerlm.config import AgentConfig, RuntimeConfig
 from daggerlm.dagger.label_cache import CachedTeacher
 from daggerlm.dagger.schedules import coin_schedule
 from daggerlm.errors import InputError
 from daggerlm.instances.schema import Instance
-from daggerlm.io import atomic_write_json, atomic_write_jsonl, stable_hash
+from daggerlm.io import TIMINGS_FILE, atomic_write_json, atomic_write_jsonl, stable_hash
 from daggerlm.policies.base import Policy
 from daggerlm.policies.batching import LockstepBatcher
 
@@ -67,13 +68,26 @@ def collect_rollouts(instances: Sequence[Instance], student: Policy, teacher: Ca
         "mean_student_batch": sum(batcher.batch_sizes) / len(batcher.batch_sizes) if batcher.batch_sizes else 0.0,
         "exit_statuses": {s: sum(t.exit_status == s for t in trajectories) for s in {t.exit_status for t in trajectories}},
     }
-    atomic_write_jsonl(out / "trajectories.jsonl", (t.model_dump(mode="json") for t in trajectories))
+    write_trajectories(out / "trajectories.jsonl", trajectories)
     atomic_write_json(out / "stats.json", stats)
     return stats
+
+
+def write_trajectories(path: str | Path, trajectories: list[Trajectory]) -> None:
+    """The trajectories as JSON lines, their seconds in `timings.jsonl` beside them (`io.TIMINGS`)."""
+    path = Path(path)
+    records, timings = zip(*(split_timings(t.model_dump(mode="json")) for t in trajectories)) if trajectories else ((), ())
+    atomic_write_jsonl(path.with_name(TIMINGS_FILE), timings)
+    atomic_write_jsonl(path, records)
 
 
 def read_trajectories(path: str | Path) -> list[Trajectory]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: trajectories not found (run the rollout stage first)")
-    return [Trajectory.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()]
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    aside = path.with_name(TIMINGS_FILE)
+    timings = [json.loads(line) for line in aside.read_text().splitlines()] if aside.is_file() else []
+    if len(timings) != len(records):  # none kept (a `dvc pull`), or not these
+        timings = [None] * len(records)
+    return [Trajectory.model_validate(join_timings(r, t)) for r, t in zip(records, timings)]

@@ -34,10 +34,10 @@ from daggerlm.dagger.curriculum import rollout_budget
 from daggerlm.dagger.label_cache import CachedTeacher, LabelCache
 from daggerlm.dagger.layout import Layout
 from daggerlm.dagger.relabel import relabel, teacher_usage
-from daggerlm.dagger.rollout import collect_rollouts, read_trajectories
+from daggerlm.dagger.rollout import collect_rollouts, read_trajectories, write_trajectories
 from daggerlm.errors import InputError
 from daggerlm.instances import Instance, load_instances, write_instances
-from daggerlm.io import ResultStore, atomic_write_json, atomic_write_jsonl, atomic_write_text
+from daggerlm.io import ResultStore, atomic_write_json, atomic_write_text
 from daggerlm.policies import make_policy
 from daggerlm.policies.base import Policy
 from daggerlm.policies.checkpoints import CHECKPOINT_META, base_record, check_base, is_path, write_base_record
@@ -205,7 +205,7 @@ def stage_label(p: Params, k: int, runner: ItemRunner | None = None) -> dict:
     scored = served_scores(p, rows)
     out = layout(p).labels(k)
     write_parquet(out / "labels.parquet", pd.DataFrame(rows))
-    atomic_write_jsonl(out / "trajectories.jsonl", (t.model_dump(mode="json") for t in labeled))
+    write_trajectories(out / "trajectories.jsonl", labeled)
     # counted from the labels' own meta, so a resumed stage counts the calls its first attempt made
     sources = [t.meta["label_meta"]["cache"] for traj in labeled for t in traj.turns if "label_meta" in t.meta]
     stats = {"iteration": k, "states": len(rows), "student_states": sum(r["actor"] == "student" for r in rows),

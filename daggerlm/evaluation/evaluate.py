@@ -15,12 +15,12 @@ from statistics import mean
 
 from daggerlm.agent.runner import ItemRunner, LocalRunner, check_failures, progress_bar
 from daggerlm.agent.scaffold import run_episode
-from daggerlm.agent.trajectory import Trajectory
+from daggerlm.agent.trajectory import Trajectory, split_timings
 from daggerlm.config import AgentConfig, RuntimeConfig
 from daggerlm.evaluation.grading import grade
 from daggerlm.evaluation.recovery import recovery_stats
 from daggerlm.instances.schema import Instance
-from daggerlm.io import ResultStore, atomic_write_json, atomic_write_jsonl, stable_hash
+from daggerlm.io import TIMINGS, ResultStore, atomic_write_json, atomic_write_jsonl, stable_hash
 from daggerlm.policies.base import Policy
 from daggerlm.policies.batching import LockstepBatcher
 
@@ -67,7 +67,8 @@ def evaluate(instances: Sequence[Instance], policy: Policy, out_dir: str | Path,
         trajectory = run_episode(inst, {"student": batcher}, lambda t: "student", runtime=runtime, agent=agent,
                                  seed=seed)
         report = grade(inst, trajectory.patch, runtime)
-        return {"trajectory": trajectory.model_dump(mode="json"), "report": report}
+        record, timings = split_timings(trajectory.model_dump(mode="json"))
+        return {"trajectory": record, "report": report, TIMINGS: timings}
 
     with progress_bar("evaluate") as progress:
         resolved = 0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from daggerlm.dagger.pipeline import dvc_yaml
+from daggerlm.dagger.pipeline import write_pipeline
 from tests.conftest import REPO, tiny_overrides
 
 GIT_ENV = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
@@ -47,12 +47,12 @@ def make_project(tmp_path, **overrides):
                                         **overrides})
     (project / "params.yaml").write_text(yaml.safe_dump(nested(given), sort_keys=False))
     p = load_params(project / "params.yaml")
-    (project / "dvc.yaml").write_text(dvc_yaml(p))
     (project / ".gitignore").write_text("/.daggerlm/\n/.prefect/\n")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
            **GIT_ENV}
     _run(["git", "init", "-q"], project, env)
     _run(["dvc", "init", "-q"], project, env)
+    write_pipeline(p, project / "dvc.yaml")  # what `daggerlm pipeline write` writes: dvc.yaml, .dvcignore's lines
     return project, p, env
 
 
