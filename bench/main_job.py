@@ -89,11 +89,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--setup", action="store_true", help="run ./setup.sh in the clone (its own venv), timed")
     ap.add_argument("--reuse-student", action="store_true", help="copy this checkout's built student into the clone")
+    ap.add_argument("--keep-student", action="store_true", help="copy the clone's built student here when none is")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "main_job.json")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="daggerlm-main-job-") as tmp:
-        result = {**provenance("main_job"),
-                  **main_job(clone(Path(tmp) / "daggerlm"), setup=a.setup, reuse_student=a.reuse_student)}
+        project = clone(Path(tmp) / "daggerlm")
+        result = {**provenance("main_job"), **main_job(project, setup=a.setup, reuse_student=a.reuse_student)}
+        if a.keep_student and not (REPO / STUDENT).exists():
+            shutil.copytree(project / STUDENT, REPO / STUDENT)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=2) + "\n")
     print(result["table"])
