@@ -71,7 +71,8 @@ def main_job(project: Path, *, setup: bool = False, reuse_student: bool = False,
     start = time.monotonic()
     _, repro = sh(["dvc", "repro"], project, env)
     return {
-        "setup_s" if setup else "build_student_s": round(build_s, 1), "student_build_reused": "reused" in log,
+        **({"setup_s": round(build_s, 1)} if setup else {"build_student_s": round(build_s, 1),
+                                                          "student_build_reused": "reused" in log}),
         "main_job_s": round(seconds, 1), **({"readme_command_1_s": round(build_s + seconds, 1)} if setup else {}),
         "base": json.loads((report / "summary.json").read_text())["base"], "iterations": rows,
         "table": (report / "summary.md").read_text(), "last_resolve_rate": rows[-1]["resolve_rate"],

@@ -135,8 +135,8 @@ def run_stage(p: Params, name: str, k: int | None = None, runner: ItemRunner | N
 
 def dvc_yaml(p: Params) -> str:
     """dvc.yaml for these params: every stage of every iteration, paths under `data`, each stage's
-    params its declared reads, from the resolved params (stage `params`), which it also runs on. Regenerate it whenever `dagger.iterations`, `data`, `student.model`
-    or `student.build_tiny` change."""
+    params its declared reads, from the resolved params (stage `params`) it also runs on. Regenerate it
+    whenever `dagger.iterations`, `data`, `student.model` or `student.build_tiny` change."""
     lay = stages.layout(p)
     out: dict[str, Any] = {}
     for s in STAGES:
@@ -176,7 +176,8 @@ def write_pipeline(p: Params, dvc_file: str | Path = "dvc.yaml") -> Path:
     ignore = dvc_file.with_name(".dvcignore")
     lines = ignore.read_text().splitlines() if ignore.is_file() else []
     if missing := [pattern for pattern in DVC_IGNORED if pattern not in lines]:
-        atomic_write_text(ignore, "\n".join([*lines, "# wall-clock seconds: not data, they differ run to run", *missing]) + "\n")
+        note = "# wall-clock seconds: not data, they differ run to run"
+        atomic_write_text(ignore, "\n".join([*lines, note, *missing]) + "\n")
     return dvc_file
 
 
