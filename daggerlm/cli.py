@@ -366,8 +366,10 @@ def run_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
     columns = shown_columns(rows)
     for c in columns:
         table.add_column(SHORT[c], justify="right")
-    for r in rows:
-        table.add_row(*(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in columns))
+    base = json.loads((stages.layout(p).report() / "summary.json").read_text())["base"]  # checkpoint 0
+    for r in [base, *rows]:
+        table.add_row(*(f"{r[c]:.3f}" if isinstance(r[c], float) else "–" if r[c] is None else str(r[c])
+                        for c in columns))
     Console().print(table)
     console.print(f"table saved to {stages.layout(p).report()}/summary.md and iterations.json; trajectories: "
                   f"{stages.layout(p).report()}/inspect/index.html")
