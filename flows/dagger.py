@@ -5,8 +5,8 @@
     python -m flows.dagger --serve         # development: serve the flow, trigger runs from the UI
 
 Parameters given in the UI (or `--set`) are validated (pydantic) and written to params.yaml, and
-dvc.yaml is regenerated from the stage table, before any stage runs; then every stage runs through DVC in
-pipeline order, so `dvc status` is clean afterwards and an unchanged stage is skipped.
+dvc.yaml is regenerated from the stage table, before any stage runs; then every stage runs through
+DVC in pipeline order, so `dvc status` is clean afterwards and an unchanged stage is skipped.
 """
 
 from __future__ import annotations
@@ -133,12 +133,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     try:
         dagger_flow(DaggerRun(overrides=args.overrides))
-    except InputError as e:  # after Prefect's log of the failed run: the one line that says why
+    except (InputError, StageFailed) as e:  # after Prefect's log of the failed run: the one line that says why
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(INPUT_ERROR_EXIT)
-    except StageFailed as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code or 1)
+        sys.exit(INPUT_ERROR_EXIT if isinstance(e, InputError) else e.exit_code or 1)
 
 
 if __name__ == "__main__":
