@@ -62,10 +62,10 @@ def turn_seed(*parts: object) -> int:
 
 TIMINGS = "timings"
 """Wall-clock seconds: what differs between two runs of the same params. A `ResultStore` value's
-`timings` entry is kept in `NAME.timings.json`, trajectories' seconds in `timings.jsonl` beside them;
+`timings` entry is kept in `.timings/NAME.json`, trajectories' seconds in `timings.jsonl` beside them;
 `.dvcignore` (`DVC_IGNORED`) leaves both out of what DVC hashes, so the outs of two runs agree."""
 TIMINGS_FILE = "timings.jsonl"
-DVC_IGNORED = (TIMINGS_FILE, "*.timings.json")
+DVC_IGNORED = (TIMINGS_FILE, ".timings/")
 
 
 class ResultStore:
@@ -91,18 +91,20 @@ class ResultStore:
     def put(self, name: str, key: str, value: Any) -> None:
         timings = value.get(TIMINGS) if isinstance(value, dict) else None
         if timings is not None:
-            atomic_write_json(self.path(name).with_suffix(".timings.json"), timings)
+            atomic_write_json(self._aside(self.path(name)), timings)
             value = {k: v for k, v in value.items() if k != TIMINGS}
         atomic_write_json(self.path(name), {"key": key, "value": value})
 
     def values(self) -> list[Any]:
         """Every stored item, whatever key made it (for reports over a finished stage), by name."""
-        paths = sorted(p for p in self.root.glob("*.json") if not p.name.endswith(".timings.json"))
-        return [self._with_timings(path, json.loads(path.read_text())["value"]) for path in paths]
+        return [self._with_timings(path, json.loads(path.read_text())["value"]) for path in sorted(self.root.glob("*.json"))]
 
     @staticmethod
-    def _with_timings(path: Path, value: Any) -> Any:
-        aside = path.with_suffix(".timings.json")
+    def _aside(path: Path) -> Path:
+        return path.parent / ".timings" / path.name
+
+    def _with_timings(self, path: Path, value: Any) -> Any:
+        aside = self._aside(path)
         return {**value, TIMINGS: json.loads(aside.read_text())} if aside.is_file() else value
 
 

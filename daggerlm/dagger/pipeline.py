@@ -170,8 +170,8 @@ def dvc_yaml(p: Params) -> str:
 def write_pipeline(p: Params, dvc_file: str | Path = "dvc.yaml") -> Path:
     """`dvc_file` for `p` (written only when it changed), and the lines of `.dvcignore` beside it that
     keep the runs' wall-clock seconds out of what DVC hashes (`io.DVC_IGNORED`)."""
-    dvc_file = Path(dvc_file)
-    if not dvc_file.is_file() or dvc_file.read_text() != (text := dvc_yaml(p)):
+    dvc_file, text = Path(dvc_file), dvc_yaml(p)
+    if not dvc_file.is_file() or dvc_file.read_text() != text:
         atomic_write_text(dvc_file, text)
     ignore = dvc_file.with_name(".dvcignore")
     lines = ignore.read_text().splitlines() if ignore.is_file() else []

@@ -104,6 +104,7 @@ def test_evaluate_writes_predictions_metrics_and_resumes(eval_instances, runtime
     assert all(p["model_patch"] == i.patch for p, i in zip(preds, items))
     assert json.loads((out / "metrics.json").read_text()) == metrics
     assert oracle.requests == 15 and len(list((out / "results").glob("*.json"))) == 3
+    assert len(list((out / "results" / ".timings").glob("*.json"))) == 3  # each episode's seconds, beside it
     # a re-run finds every result and runs nothing
     again = evaluate(items, oracle, out, runtime=runtime, agent=AgentConfig(), concurrency=2, model_name="oracle")
     assert again == metrics and oracle.requests == 15
