@@ -26,7 +26,7 @@ def test_loop_with_the_student_served_by_transformers(tmp_path, tiny_model_dir):
     rows = run_dagger(p, log=lambda msg: None)
     assert rows[0]["episodes"] == 4 and rows[0]["labels_new"] > 0
     logs = sorted((tmp_path / "logs").glob("student-server-*.log"))
-    assert len(logs) == 2  # one server for the rollout stage, one for the evaluation stage
+    assert len(logs) == 3  # one server per stage the student acts in: evaluate-base, rollout, evaluate
     for log in logs:
         port = int(log.stem.rsplit("-", 1)[1])
         assert "/v1/chat/completions" in log.read_text() and not _listening(port)  # used, then stopped
