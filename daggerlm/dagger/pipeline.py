@@ -189,7 +189,7 @@ def _entry(s: Stage, paths: dict[str, list[str]], params_file: str) -> dict[str,
         entry["params"] = [{params_file: list(s.reads)}]
     if paths["outs"]:
         entry["outs"] = paths["outs"]
-    for kind in ("metrics", "plots"):
+    for kind in ("metrics", "plots"):  # cached like every out: a clone's `dvc pull` brings them (git ignores data/)
         if paths[kind]:
-            entry[kind] = [{path: {"cache": False}} for path in paths[kind]]
+            entry[kind] = list(paths[kind])
     return entry
