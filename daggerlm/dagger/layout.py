@@ -11,8 +11,9 @@ class Layout:
     root: Path
 
     def params(self) -> Path:
-        """params.yaml resolved (every default filled in): what DVC and every stage after `params` read."""
-        return self.root / "params.resolved.yaml"
+        """params.yaml resolved (every default filled in): what DVC and every stage after `params` read.
+        Beside the data directory, committed with dvc.yaml, so DVC finds every declared key on a clean checkout."""
+        return self.root.parent / "params.resolved.yaml"
 
     def instances(self, split: str) -> Path:
         return self.root / "instances" / f"{split}.jsonl"

@@ -42,6 +42,8 @@ class Stage:
     """Params it reads that cannot change its outputs (where to cache, how many threads)."""
     metrics: Paths = field(default=lambda lay, k: [])
     plots: Paths = field(default=lambda lay, k: [])
+    in_git: bool = False
+    """Its outs are committed with dvc.yaml (`cache: false`), not kept in DVC's cache."""
     param_deps: Callable[[Params], list[Path]] = field(default=lambda p: [])
     """Deps outside the data layout that params name (init-model: a local base model; instances: a
     `file` source, a user's libraries file). A function of the params alone, never of what is on
@@ -53,6 +55,7 @@ PARAMS_FILE = "params.yaml"
 
 STAGES: tuple[Stage, ...] = (
     Stage("params", stages.stage_params, per_iteration=False, reads=(), param_deps=lambda p: [Path(PARAMS_FILE)],
+          in_git=True,
           deps=lambda lay, k: [], outs=lambda lay, k: [lay.params()]),
     Stage("instances", stages.stage_instances, per_iteration=False, param_deps=stages.instance_deps,
           reads=("instances", "runtime"),  # runtime: where a mutation source runs the libraries' suites
@@ -168,11 +171,12 @@ def dvc_yaml(p: Params) -> str:
 
 
 def write_pipeline(p: Params, dvc_file: str | Path = "dvc.yaml") -> Path:
-    """`dvc_file` for `p` (written only when it changed), and the lines of `.dvcignore` beside it that
-    keep the runs' wall-clock seconds out of what DVC hashes (`io.DVC_IGNORED`)."""
-    dvc_file, text = Path(dvc_file), dvc_yaml(p)
-    if not dvc_file.is_file() or dvc_file.read_text() != text:
-        atomic_write_text(dvc_file, text)
+    """`dvc_file` for `p` and the resolved params it reads (each written only when it changed), and the
+    lines of `.dvcignore` beside it that keep the runs' wall-clock seconds out of DVC's hashes (`io.DVC_IGNORED`)."""
+    dvc_file = Path(dvc_file)
+    for path, text in ((dvc_file, dvc_yaml(p)), (dvc_file.parent / stages.layout(p).params(), stages.resolved_params(p))):
+        if not path.is_file() or path.read_text() != text:
+            atomic_write_text(path, text)
     ignore = dvc_file.with_name(".dvcignore")
     lines = ignore.read_text().splitlines() if ignore.is_file() else []
     if missing := [pattern for pattern in DVC_IGNORED if pattern not in lines]:
@@ -188,7 +192,7 @@ def _entry(s: Stage, paths: dict[str, list[str]], params_file: str) -> dict[str,
     if s.reads:
         entry["params"] = [{params_file: list(s.reads)}]
     if paths["outs"]:
-        entry["outs"] = paths["outs"]
+        entry["outs"] = [{path: {"cache": False}} for path in paths["outs"]] if s.in_git else paths["outs"]
     for kind in ("metrics", "plots"):  # cached like every out: a clone's `dvc pull` brings them (git ignores data/)
         if paths[kind]:
             entry[kind] = list(paths[kind])

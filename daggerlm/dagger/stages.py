@@ -115,10 +115,13 @@ def stage_params(p: Params) -> dict:
     """params.yaml with every default filled in, for DVC: it fails a stage whose declared param is not a
     key of the file it reads, and a user's params.yaml holds only what they changed. Every later stage
     reads this file, so what dvc.lock records is what the stage ran with."""
-    path = layout(p).params()
+    atomic_write_text(layout(p).params(), resolved_params(p))
+    return {"params": str(layout(p).params())}
+
+
+def resolved_params(p: Params) -> str:
     text = yaml.safe_dump(p.model_dump(mode="json"), sort_keys=False, width=120)
-    atomic_write_text(path, "# params.yaml resolved by `daggerlm stage params` (a DVC stage): do not edit\n" + text)
-    return {"params": str(path)}
+    return "# params.yaml resolved by `daggerlm stage params` and `pipeline write`: do not edit\n" + text
 
 
 def stage_instances(p: Params) -> dict:

@@ -32,6 +32,6 @@ def test_dvc_deps_of_the_instances_stage_follow_the_sources(tmp_path):
     entry = instances_entry(**{"instances.train": {"source": "file", "path": "records/train.parquet"},
                                "instances.eval": {"source": "mutation", "n": 4, "libraries_file": "libs.yaml"}})
     assert entry["deps"] == ["records/train.parquet", "libs.yaml"]
-    assert entry["params"] == [{f"{tmp_path}/data/params.resolved.yaml": ["instances", "runtime"]}]
+    assert entry["params"] == [{f"{tmp_path}/params.resolved.yaml": ["instances", "runtime"]}]
     assert entry["outs"] == [f"{tmp_path}/data/instances"]
     assert instances_entry(**{"instances.eval": {"source": "mutation", "n": 4}}).get("deps") is None  # shipped file

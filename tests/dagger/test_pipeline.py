@@ -4,14 +4,17 @@ import pytest
 import yaml
 
 from daggerlm.config import load_params
-from daggerlm.dagger.pipeline import STAGES, dvc_name, dvc_yaml, order, run_stage
+from daggerlm.dagger.pipeline import STAGES, dvc_name, dvc_yaml, order, run_stage, write_pipeline
+from daggerlm.dagger.stages import resolved_params
 from daggerlm.errors import InputError
 from tests.conftest import REPO
 
 
 def test_committed_dvc_yaml_is_the_generated_one():
     """Regenerate with `daggerlm pipeline write` after changing the stage table or params.yaml."""
-    assert (REPO / "dvc.yaml").read_text() == dvc_yaml(load_params(REPO / "params.yaml"))
+    p = load_params(REPO / "params.yaml")
+    assert (REPO / "dvc.yaml").read_text() == dvc_yaml(p)
+    assert (REPO / "params.resolved.yaml").read_text() == resolved_params(p)
 
 
 def test_paths_follow_the_data_param_and_params_follow_the_declared_reads():
@@ -19,11 +22,11 @@ def test_paths_follow_the_data_param_and_params_follow_the_declared_reads():
     stages = yaml.safe_load(dvc_yaml(p))["stages"]
     text = yaml.safe_dump(stages)
     assert "data/" not in text.replace("elsewhere/", "")
-    assert stages["evaluate"]["do"]["params"] == [{"elsewhere/params.resolved.yaml":
+    assert stages["evaluate"]["do"]["params"] == [{"params.resolved.yaml":
                                                    list(next(s for s in STAGES if s.name == "evaluate").reads)}]
-    assert stages["evaluate"]["do"]["cmd"].endswith("--params elsewhere/params.resolved.yaml --prefect")
+    assert stages["evaluate"]["do"]["cmd"].endswith("--params params.resolved.yaml --prefect")
     assert stages["params"] == {"cmd": "daggerlm stage params", "deps": ["params.yaml"],
-                                "outs": ["elsewhere/params.resolved.yaml"]}
+                                "outs": [{"params.resolved.yaml": {"cache": False}}]}
     assert stages["train"]["foreach"]["2"] == {"deps0": "elsewhere/aggregated/iter_2", "deps1": "elsewhere/checkpoints/iter_2",
                                                "deps2": "elsewhere/checkpoints/iter_0",
                                                "outs0": "elsewhere/checkpoints/iter_3"}
@@ -64,18 +67,17 @@ def _has(data: dict, dotted: str) -> bool:
     return True
 
 
-@pytest.mark.parametrize("params_text", [(REPO / "params.yaml").read_text(), "seed: 1\n"], ids=["shipped", "seed-only"])
-def test_every_declared_param_exists_where_dvc_reads_it(params_text, tmp_path, monkeypatch):
+@pytest.mark.parametrize("project", ["shipped", "seed-only"])
+def test_every_declared_param_exists_where_dvc_reads_it(project, tmp_path):
     """DVC fails a stage whose declared param is not a key of the file it reads: a params.yaml a user
-    writes holds only what they changed, so the stages read the resolved params (stage `params`)."""
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text(params_text)
-    p = load_params("params.yaml")
-    dvc = yaml.safe_load(dvc_yaml(p))
-    for s, k in order(0, p.dagger.iterations):
-        if s.name == "params":  # what DVC runs before any stage that reads its output
-            run_stage(p, s.name, k)
+    writes holds only what they changed, so the stages read the resolved params, which `pipeline write`
+    writes beside dvc.yaml (the repository commits both): present on a clean checkout, before any stage."""
+    if project == "seed-only":
+        (tmp_path / "params.yaml").write_text("seed: 1\n")
+        write_pipeline(load_params(tmp_path / "params.yaml"), tmp_path / "dvc.yaml")
+    root = REPO if project == "shipped" else tmp_path
+    dvc = yaml.safe_load((root / "dvc.yaml").read_text())
     for file, keys in _dvc_reads(dvc).items():
-        data = yaml.safe_load((tmp_path / file).read_text())
+        data = yaml.safe_load((root / file).read_text())
         missing = sorted({key for key in keys if not _has(data, key)})
         assert not missing, f"{file}: {missing}"

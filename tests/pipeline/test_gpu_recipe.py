@@ -15,7 +15,7 @@ def test_gpu_recipe_reproduces_dry_with_a_hub_student(tmp_path):
     assert p.student.model == "Qwen/Qwen3-8B" and p.train.mode == "lora" and p.student.server.lora
     stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
     assert not stages["init-model"].get("deps")  # a hub id is not a file dep (the record keeps its revision)
-    assert {"student", "teacher"} <= set(stages["rollout"]["do"]["params"][0]["data/params.resolved.yaml"])  # the server and the hosted teacher
+    assert {"student", "teacher"} <= set(stages["rollout"]["do"]["params"][0]["params.resolved.yaml"])  # the server and the hosted teacher
     _run(["dvc", "repro", "instances", "init-model"], project, env)
     record = yaml.safe_load((project / "data" / "checkpoints" / "iter_0" / "daggerlm_checkpoint.json").read_text())
     assert record["base_model"] == "Qwen/Qwen3-8B" and record["local"] is False

@@ -19,7 +19,7 @@ def test_a_sparse_params_file_reproduces_and_the_lock_records_its_defaults(tmp_p
     assert "Data and pipelines are up to date" in _run(["dvc", "status"], project, env)
     assert (project / "params.yaml").read_text() == written  # the user's file is theirs: never rewritten
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
-    train = lock["train@0"]["params"]["data/params.resolved.yaml"]
+    train = lock["train@0"]["params"]["params.resolved.yaml"]
     assert train["teacher.endpoint.logprobs"] is False and train["seed"] == 1
     assert train["train"]["sft"]["num_train_epochs"] == p.train.sft["num_train_epochs"]
     assert lock["params"]["deps"][0]["path"] == "params.yaml"
